@@ -1,0 +1,251 @@
+//! The client protocol's messages (ALPN `cloudmesh/1`).
+//!
+//! A client opens one bidirectional stream and sends [`ClientFrame::Hello`]; the node answers
+//! [`ServerFrame::Welcome`] or [`ServerFrame::Refused`]. After that the client sends
+//! [`ClientFrame::Request`]s, many in flight at once, and the node answers each with a
+//! [`ServerFrame::Response`] carrying the same id, interleaved with
+//! [`ServerFrame::Notify`] for subscribed changes. Everything travels on that one ordered
+//! stream, which is what makes get+subscribe atomic and per-row order hold (§3.2).
+//!
+//! Field order matters for postcard: new fields go at the end of a struct, and the version
+//! fields of [`Hello`] stay first so any version of the node can read them.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{ClientId, Cursor, Key, KeySpec, NodeId, WireError};
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// First frame on the stream; nothing else is accepted before it.
+    Hello(Hello),
+    /// An operation; answered by a [`ServerFrame::Response`] with the same `id`.
+    Request {
+        /// Chosen by the client, echoed in the response; lets many requests be in flight.
+        id: u64,
+        /// What to do.
+        op: Request,
+    },
+}
+
+/// The version handshake (§2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Lowest protocol version the client speaks.
+    pub min_version: u16,
+    /// Highest protocol version the client speaks.
+    pub max_version: u16,
+    /// Capability bits the client understands (none defined yet; reserved for growth).
+    pub capabilities: u64,
+    /// Client class for operator filter rules (§3.4); `None` is the class `default`.
+    pub class: Option<String>,
+    /// Secret proving membership of `class`, when the operator configured one for it.
+    pub token: Option<String>,
+    /// Initial session blob (§3.2), same limit as [`Request::SetSession`].
+    pub session: Option<Bytes>,
+}
+
+impl Hello {
+    /// A hello for this build's versions, class `default`, no session.
+    pub fn current() -> Self {
+        Hello {
+            min_version: super::MIN_PROTOCOL_VERSION,
+            max_version: super::PROTOCOL_VERSION,
+            capabilities: 0,
+            class: None,
+            token: None,
+            session: None,
+        }
+    }
+}
+
+/// Operations a client can ask of its node (§3.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Create or replace the caller's row under `key`.
+    Post {
+        /// Where.
+        key: Key,
+        /// The row's content.
+        data: Bytes,
+    },
+    /// Delete the caller's rows under `keys`; keys it holds no row under are skipped.
+    Release {
+        /// Which rows.
+        keys: Vec<Key>,
+    },
+    /// Read rows, optionally subscribing atomically with the snapshot.
+    Get(GetQuery),
+    /// Drop subscriptions on `keys` (for the given owners, or entirely when `None`).
+    Unsubscribe {
+        /// Which subscriptions, as they were given to get.
+        keys: Vec<KeySpec>,
+        /// `None` drops the whole subscription on each key; `Some` removes just these owners.
+        owners: Option<Vec<ClientId>>,
+    },
+    /// Replace the caller's opaque session blob (travels on migration).
+    SetSession {
+        /// The blob; empty clears it.
+        data: Bytes,
+    },
+    /// No-op round trip, for RTT measurement and liveness.
+    Ping,
+}
+
+/// A get (§3.2).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GetQuery {
+    /// Keys to read; each is one key or a whole primary.
+    pub keys: Vec<KeySpec>,
+    /// Only rows of these owners; `None` means any owner.
+    pub owners: Option<Vec<ClientId>>,
+    /// Continue after this row (from [`GetPage::next`]).
+    pub start: Option<Cursor>,
+    /// At most this many rows; 0 means as many as the node's page limits allow.
+    pub limit: u32,
+    /// Also subscribe to changes of `keys` (for `owners`), atomically with this snapshot.
+    pub subscribe: bool,
+}
+
+/// Successful answers, one variant per [`Request`] kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The row now has this version.
+    Posted {
+        /// Version of the row after the post.
+        version: u64,
+    },
+    /// This many rows were deleted.
+    Released {
+        /// Count of rows that existed and were deleted.
+        count: u32,
+    },
+    /// A page of rows.
+    Rows(GetPage),
+    /// This many subscriptions were dropped or narrowed.
+    Unsubscribed {
+        /// Count of subscriptions changed.
+        count: u32,
+    },
+    /// The session blob was stored.
+    SessionSet,
+    /// Answer to [`Request::Ping`].
+    Pong,
+}
+
+/// One page of a get's result.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GetPage {
+    /// Rows in `(primary, secondary, owner)` order.
+    pub rows: Vec<Row>,
+    /// `Some` when more rows match: pass it as [`GetQuery::start`] to continue.
+    pub next: Option<Cursor>,
+    /// Nodes that did not answer in time; their rows are missing from this page.
+    pub incomplete: Vec<NodeId>,
+}
+
+/// A stored row (§3.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// Where it is stored.
+    pub key: Key,
+    /// The client that posted it; at most one row per `(key, owner)`.
+    pub owner: ClientId,
+    /// The node the owner is connected to.
+    pub node: NodeId,
+    /// Content, opaque to the mesh.
+    pub data: Bytes,
+    /// Increases on every change of this row (deletion included).
+    pub version: u64,
+    /// When it last changed, milliseconds since the Unix epoch (node clock).
+    pub updated_at_ms: u64,
+}
+
+/// Why a row went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeleteReason {
+    /// Its owner released it.
+    Released,
+    /// Its owner disconnected (after the resume grace period, if any).
+    Disconnected,
+    /// The node holding it was lost from the mesh.
+    NodeLost,
+}
+
+/// A change pushed to subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Notification {
+    /// A row was created or replaced.
+    Updated(Row),
+    /// A row was deleted; `row.version` is the deletion's version, `row.data` the last data.
+    Deleted {
+        /// The row as it was, with the deletion's version.
+        row: Row,
+        /// Why.
+        reason: DeleteReason,
+    },
+}
+
+impl Notification {
+    /// The row this change is about.
+    pub fn row(&self) -> &Row {
+        match self {
+            Notification::Updated(row) | Notification::Deleted { row, .. } => row,
+        }
+    }
+}
+
+/// Limits the node enforces, told to the client at welcome so it can stay inside them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsInfo {
+    /// Largest frame payload accepted.
+    pub max_frame: u32,
+    /// Largest row data.
+    pub max_row_bytes: u32,
+    /// Most data a client may hold in rows at once.
+    pub max_client_bytes: u64,
+    /// Most bytes of rows in one get page.
+    pub max_get_bytes: u32,
+    /// Most key specs in one query.
+    pub max_keys_per_query: u32,
+    /// Most subscriptions one client may hold.
+    pub max_subscriptions: u32,
+    /// Largest session blob.
+    pub max_session_bytes: u32,
+}
+
+/// The node's answer to a good [`Hello`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Version chosen for this connection.
+    pub version: u16,
+    /// Capability bits both sides understand.
+    pub capabilities: u64,
+    /// The id of this client session.
+    pub client_id: ClientId,
+    /// The node's id.
+    pub node_id: NodeId,
+    /// The node's name.
+    pub node_name: String,
+    /// What the node enforces.
+    pub limits: LimitsInfo,
+}
+
+/// Frames a node sends to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The hello was accepted.
+    Welcome(Welcome),
+    /// The hello was refused (version, class token, node full); the connection closes next.
+    Refused(WireError),
+    /// Answer to the request with this id.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// Its outcome.
+        result: Result<Reply, WireError>,
+    },
+    /// A subscribed change.
+    Notify(Notification),
+}

@@ -1,0 +1,37 @@
+//! The wire: messages, framing and typed errors shared by the client, peer and admin
+//! protocols. This module depends on nothing else in the crate (an invariant kept so that
+//! the wire format can only change here).
+
+mod codec;
+mod error;
+mod ids;
+mod messages;
+
+pub use codec::{encode_frame, encode_to_bytes, CodecError, FrameDecoder, FrameReader};
+pub use error::{CloseCode, WireError};
+pub use ids::{ClientId, Cursor, Key, KeySpec, NodeId, ParseKeyError};
+pub use messages::{
+    ClientFrame, DeleteReason, GetPage, GetQuery, Hello, LimitsInfo, Notification, Reply, Request,
+    Row, ServerFrame, Welcome,
+};
+
+/// ALPN protocol id spoken by game clients (and `cloudctl post/get/watch`).
+pub const ALPN_CLIENT: &[u8] = b"cloudmesh/1";
+
+/// The highest client protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The lowest client protocol version this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// Default UDP port of a node.
+pub const DEFAULT_PORT: u16 = 7946;
+
+/// Default maximum size of one frame's payload (DESIGN §2).
+pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
+
+/// Longest primary key, in bytes of UTF-8 (DESIGN §3.1).
+pub const MAX_PRIMARY_LEN: usize = 255;
+
+/// Primary keys with this prefix belong to the mesh itself; only nodes write them (§3.4).
+pub const RESERVED_PREFIX: &str = "cloud.";

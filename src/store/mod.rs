@@ -1,0 +1,636 @@
+//! Cloud memory as pure state (§3): rows, per-client accounting, subscriptions, limits and
+//! filters. No IO and no clock of its own (callers pass `now_ms`), so every rule here is
+//! testable without a network. Callers hold it under one lock and deliver the returned
+//! [`Fanout`]s before releasing that lock, which is what keeps notifications in version order.
+
+mod filter;
+mod limits;
+
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap, HashSet};
+
+use bytes::Bytes;
+
+pub use filter::{FilterAction, FilterOp, FilterRule, Filters};
+pub use limits::StoreLimits;
+
+use crate::proto::{
+    ClientId, Cursor, DeleteReason, GetPage, GetQuery, Key, KeySpec, NodeId, Notification, Row,
+    WireError, RESERVED_PREFIX,
+};
+
+/// Bookkeeping bytes charged per row on top of its data and key, so a client cannot fill
+/// the node with empty rows while staying under its byte quota.
+pub const ROW_OVERHEAD: u64 = 32;
+
+/// Approximate encoded size of a row in a get page, used for the download limit.
+fn row_wire_size(key: &Key, data: &Bytes) -> usize {
+    key.primary.len() + data.len() + 48
+}
+
+/// A change and the clients that must hear of it. Encode once, send to each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fanout {
+    /// What changed.
+    pub notification: Notification,
+    /// Subscribed clients, each once, in ascending id order.
+    pub recipients: Vec<ClientId>,
+}
+
+/// One stored row, minus the key and owner that index it.
+#[derive(Debug, Clone)]
+struct Entry {
+    data: Bytes,
+    version: u64,
+    updated_at_ms: u64,
+    node: NodeId,
+}
+
+/// Which owners' rows a subscription wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OwnerFilter {
+    Any,
+    Only(HashSet<ClientId>),
+}
+
+impl OwnerFilter {
+    fn from_query(owners: &Option<Vec<ClientId>>) -> Self {
+        match owners {
+            None => OwnerFilter::Any,
+            Some(list) => OwnerFilter::Only(list.iter().copied().collect()),
+        }
+    }
+
+    fn wants(&self, owner: ClientId) -> bool {
+        match self {
+            OwnerFilter::Any => true,
+            OwnerFilter::Only(set) => set.contains(&owner),
+        }
+    }
+
+    /// Widens `self` to also cover `other`.
+    fn merge(&mut self, other: OwnerFilter) {
+        match (&mut *self, other) {
+            (OwnerFilter::Any, _) => {}
+            (_, OwnerFilter::Any) => *self = OwnerFilter::Any,
+            (OwnerFilter::Only(a), OwnerFilter::Only(b)) => a.extend(b),
+        }
+    }
+}
+
+/// Per-client state.
+#[derive(Debug)]
+struct ClientEntry {
+    /// Class for filter rules.
+    class: String,
+    /// Keys this client holds a row under.
+    keys: BTreeSet<Key>,
+    /// Bytes charged against the quota (data + key + [`ROW_OVERHEAD`] per row).
+    bytes: u64,
+    /// Subscriptions, by the spec they were made with.
+    subs: HashMap<KeySpec, OwnerFilter>,
+    /// Opaque session blob (§3.2).
+    session: Bytes,
+    /// The node's own identity, allowed to write `cloud.` keys.
+    system: bool,
+}
+
+/// Subscribers of one primary key.
+#[derive(Debug, Default)]
+struct PrimarySubs {
+    /// Subscribed to every secondary.
+    whole: HashMap<ClientId, OwnerFilter>,
+    /// Subscribed to one secondary.
+    exact: HashMap<u32, HashMap<ClientId, OwnerFilter>>,
+}
+
+impl PrimarySubs {
+    fn is_empty(&self) -> bool {
+        self.whole.is_empty() && self.exact.is_empty()
+    }
+}
+
+/// Summary figures for admin and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Registered clients (system identities included).
+    pub clients: usize,
+    /// Stored rows.
+    pub rows: usize,
+    /// Bytes of row data.
+    pub data_bytes: u64,
+    /// Subscriptions across all clients.
+    pub subscriptions: usize,
+}
+
+/// The cloud memory of one node.
+#[derive(Debug)]
+pub struct Store {
+    /// This node, stamped on rows it stores.
+    node: NodeId,
+    /// Last version handed out; every change takes the next one, so versions strictly
+    /// increase per row even across delete and re-create.
+    clock: u64,
+    rows: BTreeMap<Key, BTreeMap<ClientId, Entry>>,
+    clients: HashMap<ClientId, ClientEntry>,
+    subs: HashMap<String, PrimarySubs>,
+    limits: StoreLimits,
+    filters: Filters,
+    stats_rows: usize,
+    stats_bytes: u64,
+}
+
+impl Store {
+    /// An empty store for `node`.
+    pub fn new(node: NodeId, limits: StoreLimits, filters: Filters) -> Self {
+        Store {
+            node,
+            clock: 0,
+            rows: BTreeMap::new(),
+            clients: HashMap::new(),
+            subs: HashMap::new(),
+            limits,
+            filters,
+            stats_rows: 0,
+            stats_bytes: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    /// Registers a connected client. Its session blob must fit the session limit.
+    pub fn add_client(
+        &mut self,
+        id: ClientId,
+        class: &str,
+        session: Bytes,
+    ) -> Result<(), WireError> {
+        self.check_session(&session)?;
+        self.clients.insert(
+            id,
+            ClientEntry {
+                class: class.to_owned(),
+                keys: BTreeSet::new(),
+                bytes: 0,
+                subs: HashMap::new(),
+                session,
+                system: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Registers the node's own identity, the only writer of `cloud.` keys.
+    pub fn add_system_client(&mut self, id: ClientId) {
+        self.clients.insert(
+            id,
+            ClientEntry {
+                class: "system".to_owned(),
+                keys: BTreeSet::new(),
+                bytes: 0,
+                subs: HashMap::new(),
+                session: Bytes::new(),
+                system: true,
+            },
+        );
+    }
+
+    /// Whether `id` is registered.
+    pub fn has_client(&self, id: ClientId) -> bool {
+        self.clients.contains_key(&id)
+    }
+
+    /// Number of registered clients, system identities excluded.
+    pub fn client_count(&self) -> usize {
+        self.clients.values().filter(|c| !c.system).count()
+    }
+
+    /// Figures for admin and metrics.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            clients: self.clients.len(),
+            rows: self.stats_rows,
+            data_bytes: self.stats_bytes,
+            subscriptions: self.clients.values().map(|c| c.subs.len()).sum(),
+        }
+    }
+
+    /// The client's session blob.
+    pub fn session(&self, id: ClientId) -> Option<&Bytes> {
+        self.clients.get(&id).map(|c| &c.session)
+    }
+
+    /// Bytes charged against the client's quota.
+    pub fn client_bytes(&self, id: ClientId) -> Option<u64> {
+        self.clients.get(&id).map(|c| c.bytes)
+    }
+
+    fn check_session(&self, data: &Bytes) -> Result<(), WireError> {
+        if data.len() > self.limits.max_session_bytes as usize {
+            return Err(WireError::TooLarge {
+                what: "session blob".into(),
+                size: data.len() as u64,
+                max: self.limits.max_session_bytes.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Replaces the client's session blob.
+    pub fn set_session(&mut self, id: ClientId, data: Bytes) -> Result<(), WireError> {
+        self.check_session(&data)?;
+        let client = self.clients.get_mut(&id).ok_or(WireError::NotFound)?;
+        client.session = data;
+        Ok(())
+    }
+
+    fn next_version(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Checks reserved keys and filter rules for `op` on `primary` by `client`.
+    fn check_access(
+        client: &ClientEntry,
+        filters: &Filters,
+        op: FilterOp,
+        primary: &str,
+    ) -> Result<(), WireError> {
+        if client.system {
+            return Ok(());
+        }
+        if op == FilterOp::Post && primary.starts_with(RESERVED_PREFIX) {
+            return Err(WireError::Forbidden {
+                reason: format!("keys starting with {RESERVED_PREFIX:?} are written only by nodes"),
+            });
+        }
+        filters
+            .check(op, &client.class, primary)
+            .map_err(|reason| WireError::Forbidden { reason })
+    }
+
+    /// Creates or replaces `owner`'s row under `key` (§3.2). On any error nothing changes.
+    pub fn post(
+        &mut self,
+        owner: ClientId,
+        key: Key,
+        data: Bytes,
+        now_ms: u64,
+    ) -> Result<(u64, Fanout), WireError> {
+        key.validate().map_err(|e| WireError::InvalidKey {
+            reason: e.to_string(),
+        })?;
+        let client = self.clients.get(&owner).ok_or(WireError::NotFound)?;
+        Self::check_access(client, &self.filters, FilterOp::Post, &key.primary)?;
+        if data.len() > self.limits.max_row_bytes as usize && !client.system {
+            return Err(WireError::TooLarge {
+                what: "row".into(),
+                size: data.len() as u64,
+                max: self.limits.max_row_bytes.into(),
+            });
+        }
+        let old_len = self
+            .rows
+            .get(&key)
+            .and_then(|owners| owners.get(&owner))
+            .map(|e| e.data.len() as u64);
+        let key_cost = key.primary.len() as u64 + ROW_OVERHEAD;
+        let old_cost = old_len.map_or(0, |l| l + key_cost);
+        let would_hold = client.bytes - old_cost + data.len() as u64 + key_cost;
+        if would_hold > self.limits.max_client_bytes && !client.system {
+            return Err(WireError::QuotaExceeded {
+                limit: self.limits.max_client_bytes,
+                would_hold,
+            });
+        }
+
+        let version = self.next_version();
+        let entry = Entry {
+            data: data.clone(),
+            version,
+            updated_at_ms: now_ms,
+            node: self.node,
+        };
+        let client = self.clients.get_mut(&owner).ok_or(WireError::NotFound)?;
+        client.bytes = would_hold;
+        if old_len.is_none() {
+            client.keys.insert(key.clone());
+            self.stats_rows += 1;
+        }
+        self.stats_bytes = self.stats_bytes - old_len.unwrap_or(0) + data.len() as u64;
+        self.rows
+            .entry(key.clone())
+            .or_default()
+            .insert(owner, entry);
+        let row = Row {
+            key,
+            owner,
+            node: self.node,
+            data,
+            version,
+            updated_at_ms: now_ms,
+        };
+        let recipients = self.subscribers_of(&row.key, owner);
+        Ok((
+            version,
+            Fanout {
+                notification: Notification::Updated(row),
+                recipients,
+            },
+        ))
+    }
+
+    /// Deletes `owner`'s rows under `keys`; keys without a row of theirs are skipped.
+    pub fn release(
+        &mut self,
+        owner: ClientId,
+        keys: &[Key],
+        now_ms: u64,
+    ) -> Result<Vec<Fanout>, WireError> {
+        let client = self.clients.get(&owner).ok_or(WireError::NotFound)?;
+        for key in keys {
+            Self::check_access(client, &self.filters, FilterOp::Post, &key.primary)?;
+        }
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(f) = self.delete_row(owner, key, DeleteReason::Released, now_ms) {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_row(
+        &mut self,
+        owner: ClientId,
+        key: &Key,
+        reason: DeleteReason,
+        now_ms: u64,
+    ) -> Option<Fanout> {
+        let btree_map::Entry::Occupied(mut owners) = self.rows.entry(key.clone()) else {
+            return None;
+        };
+        let entry = owners.get_mut().remove(&owner)?;
+        if owners.get().is_empty() {
+            owners.remove();
+        }
+        if let Some(client) = self.clients.get_mut(&owner) {
+            client.keys.remove(key);
+            client.bytes -= entry.data.len() as u64 + key.primary.len() as u64 + ROW_OVERHEAD;
+        }
+        self.stats_rows -= 1;
+        self.stats_bytes -= entry.data.len() as u64;
+        let version = self.next_version();
+        let row = Row {
+            key: key.clone(),
+            owner,
+            node: entry.node,
+            data: entry.data,
+            version,
+            updated_at_ms: now_ms,
+        };
+        let recipients = self.subscribers_of(key, owner);
+        Some(Fanout {
+            notification: Notification::Deleted { row, reason },
+            recipients,
+        })
+    }
+
+    /// Clients subscribed to changes of `owner`'s row under `key`, each once.
+    fn subscribers_of(&self, key: &Key, owner: ClientId) -> Vec<ClientId> {
+        let Some(ps) = self.subs.get(&key.primary) else {
+            return Vec::new();
+        };
+        let mut out: Vec<ClientId> = ps
+            .whole
+            .iter()
+            .chain(ps.exact.get(&key.secondary).into_iter().flatten())
+            .filter(|(_, f)| f.wants(owner))
+            .map(|(c, _)| *c)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Unregisters a client: deletes its rows (notifying with `reason`) and its subscriptions.
+    pub fn remove_client(
+        &mut self,
+        id: ClientId,
+        reason: DeleteReason,
+        now_ms: u64,
+    ) -> Vec<Fanout> {
+        let Some(client) = self.clients.get(&id) else {
+            return Vec::new();
+        };
+        let keys: Vec<Key> = client.keys.iter().cloned().collect();
+        let specs: Vec<KeySpec> = client.subs.keys().cloned().collect();
+        // Drop its subscriptions first: a leaving client is not told of its own deletions.
+        for spec in &specs {
+            self.unindex_sub(id, spec);
+        }
+        let out = keys
+            .iter()
+            .filter_map(|key| self.delete_row(id, key, reason, now_ms))
+            .collect();
+        self.clients.remove(&id);
+        out
+    }
+
+    fn unindex_sub(&mut self, id: ClientId, spec: &KeySpec) {
+        if let Some(ps) = self.subs.get_mut(&spec.primary) {
+            match spec.secondary {
+                None => {
+                    ps.whole.remove(&id);
+                }
+                Some(s) => {
+                    if let Some(m) = ps.exact.get_mut(&s) {
+                        m.remove(&id);
+                        if m.is_empty() {
+                            ps.exact.remove(&s);
+                        }
+                    }
+                }
+            }
+            if ps.is_empty() {
+                self.subs.remove(&spec.primary);
+            }
+        }
+    }
+
+    fn index_sub(&mut self, id: ClientId, spec: &KeySpec, filter: OwnerFilter) {
+        let ps = self.subs.entry(spec.primary.clone()).or_default();
+        let map = match spec.secondary {
+            None => &mut ps.whole,
+            Some(s) => ps.exact.entry(s).or_default(),
+        };
+        map.insert(id, filter);
+    }
+
+    /// Reads rows; with `query.subscribe`, registers the subscription in the same step, so
+    /// no later change is missed and none already in the snapshot is sent again (§3.2).
+    pub fn get(&mut self, caller: ClientId, query: &GetQuery) -> Result<GetPage, WireError> {
+        let limits = &self.limits;
+        if query.keys.len() > limits.max_keys_per_query as usize {
+            return Err(WireError::TooManyKeys {
+                count: query.keys.len().try_into().unwrap_or(u32::MAX),
+                max: limits.max_keys_per_query,
+            });
+        }
+        let client = self.clients.get(&caller).ok_or(WireError::NotFound)?;
+        for spec in &query.keys {
+            spec.validate().map_err(|e| WireError::InvalidKey {
+                reason: e.to_string(),
+            })?;
+            Self::check_access(client, &self.filters, FilterOp::Get, &spec.primary)?;
+            if query.subscribe {
+                Self::check_access(client, &self.filters, FilterOp::Subscribe, &spec.primary)?;
+            }
+        }
+        if query.subscribe {
+            let new = query.keys.iter().collect::<HashSet<_>>();
+            let added = new
+                .iter()
+                .filter(|s| !client.subs.contains_key(**s))
+                .count();
+            if client.subs.len() + added > limits.max_subscriptions as usize {
+                return Err(WireError::TooManySubscriptions {
+                    max: limits.max_subscriptions,
+                });
+            }
+        }
+
+        let page = self.read_page(query);
+
+        if query.subscribe {
+            for spec in &query.keys {
+                let mut filter = OwnerFilter::from_query(&query.owners);
+                let Some(client) = self.clients.get_mut(&caller) else {
+                    break;
+                };
+                if let Some(existing) = client.subs.get(spec) {
+                    let mut merged = existing.clone();
+                    merged.merge(filter);
+                    filter = merged;
+                }
+                client.subs.insert(spec.clone(), filter.clone());
+                self.index_sub(caller, spec, filter);
+            }
+        }
+        Ok(page)
+    }
+
+    fn read_page(&self, query: &GetQuery) -> GetPage {
+        let limits = &self.limits;
+        let max_rows = match query.limit {
+            0 => limits.max_get_rows,
+            n => n.min(limits.max_get_rows),
+        } as usize;
+        let owners: Option<HashSet<ClientId>> =
+            query.owners.as_ref().map(|o| o.iter().copied().collect());
+
+        // Normalise: sorted, deduplicated, and a whole-primary spec covers exact ones.
+        let mut specs: Vec<&KeySpec> = query.keys.iter().collect();
+        specs.sort_by(|a, b| (&a.primary, a.secondary).cmp(&(&b.primary, b.secondary)));
+        specs.dedup();
+        let whole: HashSet<&str> = specs
+            .iter()
+            .filter(|s| s.secondary.is_none())
+            .map(|s| s.primary.as_str())
+            .collect();
+        specs.retain(|s| s.secondary.is_none() || !whole.contains(s.primary.as_str()));
+
+        let mut page = GetPage::default();
+        let mut bytes = 0usize;
+        let start = query.start.as_ref();
+        for spec in specs {
+            let lo = Key::new(spec.primary.clone(), spec.secondary.unwrap_or(0));
+            let hi = Key::new(spec.primary.clone(), spec.secondary.unwrap_or(u32::MAX));
+            if start.is_some_and(|c| c.key > hi) {
+                continue;
+            }
+            let lo = match start {
+                Some(c) if c.key > lo => c.key.clone(),
+                _ => lo,
+            };
+            for (key, by_owner) in self.rows.range(lo..=hi) {
+                for (owner, entry) in by_owner {
+                    if start.is_some_and(|c| (key, *owner) <= (&c.key, c.owner)) {
+                        continue;
+                    }
+                    if owners.as_ref().is_some_and(|o| !o.contains(owner)) {
+                        continue;
+                    }
+                    let size = row_wire_size(key, &entry.data);
+                    let full = page.rows.len() >= max_rows
+                        || (!page.rows.is_empty() && bytes + size > limits.max_get_bytes as usize);
+                    if full {
+                        page.next = page.rows.last().map(|r: &Row| Cursor {
+                            key: r.key.clone(),
+                            owner: r.owner,
+                        });
+                        return page;
+                    }
+                    bytes += size;
+                    page.rows.push(Row {
+                        key: key.clone(),
+                        owner: *owner,
+                        node: entry.node,
+                        data: entry.data.clone(),
+                        version: entry.version,
+                        updated_at_ms: entry.updated_at_ms,
+                    });
+                }
+            }
+        }
+        page
+    }
+
+    /// Drops or narrows the caller's subscriptions on `keys`. Returns how many changed.
+    ///
+    /// With `owners`, only those owners are removed from a subscription limited to owners;
+    /// a subscription to any owner is left as it is (remove it with `owners = None`).
+    pub fn unsubscribe(
+        &mut self,
+        caller: ClientId,
+        keys: &[KeySpec],
+        owners: Option<&[ClientId]>,
+    ) -> Result<u32, WireError> {
+        let mut changed = 0;
+        for spec in keys {
+            let client = self.clients.get_mut(&caller).ok_or(WireError::NotFound)?;
+            let Some(filter) = client.subs.get_mut(spec) else {
+                continue;
+            };
+            let remove = match (owners, &mut *filter) {
+                (None, _) => true,
+                (Some(_), OwnerFilter::Any) => false,
+                (Some(list), OwnerFilter::Only(set)) => {
+                    let before = set.len();
+                    for o in list {
+                        set.remove(o);
+                    }
+                    if set.len() != before {
+                        changed += 1;
+                    }
+                    set.is_empty()
+                }
+            };
+            if remove {
+                client.subs.remove(spec);
+                self.unindex_sub(caller, spec);
+                if owners.is_none() {
+                    changed += 1;
+                }
+            } else if let Some(f) = client.subs.get(spec).cloned() {
+                self.index_sub(caller, spec, f);
+            }
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

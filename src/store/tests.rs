@@ -1,0 +1,296 @@
+use super::*;
+
+const NODE: NodeId = NodeId(7);
+
+fn store() -> Store {
+    Store::new(NODE, StoreLimits::default(), Filters::default())
+}
+
+fn client(s: &mut Store, n: u64) -> ClientId {
+    let id = ClientId(n);
+    s.add_client(id, "default", Bytes::new()).expect("added");
+    id
+}
+
+fn q(keys: &[&str]) -> GetQuery {
+    GetQuery {
+        keys: keys.iter().map(|k| k.parse().expect("spec")).collect(),
+        ..GetQuery::default()
+    }
+}
+
+#[test]
+fn post_get_release_round_trip() {
+    let mut s = store();
+    let a = client(&mut s, 1);
+    let b = client(&mut s, 2);
+    let (v1, _) = s
+        .post(a, Key::new("players", 3), Bytes::from_static(b"alice"), 10)
+        .expect("post");
+    let (v2, _) = s
+        .post(b, Key::new("players", 3), Bytes::from_static(b"bob"), 11)
+        .expect("post");
+    assert!(v2 > v1);
+    let page = s.get(a, &q(&["players"])).expect("get");
+    assert_eq!(page.rows.len(), 2, "one row per (key, owner)");
+    assert_eq!(page.rows[0].owner, a);
+    assert_eq!(page.rows[1].data, Bytes::from_static(b"bob"));
+    let fan = s
+        .release(a, &[Key::new("players", 3)], 12)
+        .expect("release");
+    assert_eq!(fan.len(), 1);
+    assert_eq!(s.get(a, &q(&["players/3"])).expect("get").rows.len(), 1);
+    assert_eq!(s.stats().rows, 1);
+}
+
+#[test]
+fn versions_increase_across_delete_and_recreate() {
+    let mut s = store();
+    let a = client(&mut s, 1);
+    let k = Key::new("k", 1);
+    let (v1, _) = s.post(a, k.clone(), Bytes::new(), 0).expect("post");
+    let del = s.release(a, &[k.clone()], 0).expect("release");
+    let dv = del[0].notification.row().version;
+    let (v2, _) = s.post(a, k, Bytes::new(), 0).expect("post");
+    assert!(v1 < dv && dv < v2);
+}
+
+#[test]
+fn subscribers_hear_changes_once_even_with_overlapping_subscriptions() {
+    let mut s = store();
+    let a = client(&mut s, 1);
+    let sub = client(&mut s, 2);
+    let mut query = q(&["players", "players/3"]);
+    query.subscribe = true;
+    s.get(sub, &query).expect("subscribe");
+    let (_, fan) = s
+        .post(a, Key::new("players", 3), Bytes::new(), 0)
+        .expect("post");
+    assert_eq!(fan.recipients, vec![sub]);
+    let (_, fan) = s
+        .post(a, Key::new("players", 4), Bytes::new(), 0)
+        .expect("post");
+    assert_eq!(fan.recipients, vec![sub]);
+    let (_, fan) = s
+        .post(a, Key::new("other", 4), Bytes::new(), 0)
+        .expect("post");
+    assert!(fan.recipients.is_empty());
+}
+
+#[test]
+fn owner_filter_and_unsubscribe() {
+    let mut s = store();
+    let a = client(&mut s, 1);
+    let b = client(&mut s, 2);
+    let sub = client(&mut s, 3);
+    let mut query = q(&["k"]);
+    query.subscribe = true;
+    query.owners = Some(vec![a]);
+    s.get(sub, &query).expect("subscribe");
+    assert_eq!(
+        s.post(a, Key::new("k", 0), Bytes::new(), 0)
+            .expect("post")
+            .1
+            .recipients,
+        vec![sub]
+    );
+    assert!(s
+        .post(b, Key::new("k", 0), Bytes::new(), 0)
+        .expect("post")
+        .1
+        .recipients
+        .is_empty());
+    assert_eq!(
+        s.unsubscribe(sub, &["k".parse().expect("spec")], Some(&[a]))
+            .expect("unsub"),
+        1
+    );
+    assert!(s
+        .post(a, Key::new("k", 0), Bytes::new(), 0)
+        .expect("post")
+        .1
+        .recipients
+        .is_empty());
+    assert_eq!(s.stats().subscriptions, 0);
+}
+
+#[test]
+fn disconnect_deletes_rows_and_subscriptions() {
+    let mut s = store();
+    let a = client(&mut s, 1);
+    let sub = client(&mut s, 2);
+    let mut query = q(&["k"]);
+    query.subscribe = true;
+    s.get(sub, &query).expect("subscribe");
+    s.get(a, &query).expect("subscribe");
+    s.post(a, Key::new("k", 1), Bytes::new(), 0).expect("post");
+    s.post(a, Key::new("k", 2), Bytes::new(), 0).expect("post");
+    let fan = s.remove_client(a, DeleteReason::Disconnected, 0);
+    assert_eq!(fan.len(), 2);
+    for f in &fan {
+        assert!(matches!(
+            f.notification,
+            Notification::Deleted {
+                reason: DeleteReason::Disconnected,
+                ..
+            }
+        ));
+        assert_eq!(
+            f.recipients,
+            vec![sub],
+            "the leaver is not told of its own deletions"
+        );
+    }
+    assert_eq!(
+        s.stats(),
+        StoreStats {
+            clients: 1,
+            rows: 0,
+            data_bytes: 0,
+            subscriptions: 1
+        }
+    );
+}
+
+#[test]
+fn quota_rejection_changes_nothing() {
+    let limits = StoreLimits {
+        max_client_bytes: 200,
+        ..StoreLimits::default()
+    };
+    let mut s = Store::new(NODE, limits, Filters::default());
+    let a = client(&mut s, 1);
+    let b = client(&mut s, 2);
+    s.post(b, Key::new("k", 1), Bytes::from(vec![1; 100]), 0)
+        .expect("b fits");
+    s.post(a, Key::new("k", 1), Bytes::from(vec![2; 100]), 0)
+        .expect("a fits");
+    let err = s
+        .post(a, Key::new("k", 2), Bytes::from(vec![3; 100]), 0)
+        .unwrap_err();
+    assert!(
+        matches!(err, WireError::QuotaExceeded { limit: 200, .. }),
+        "{err}"
+    );
+    let rows = s.get(a, &q(&["k"])).expect("get").rows;
+    assert_eq!(rows.len(), 2, "both earlier rows intact");
+    assert_eq!(s.client_bytes(a), Some(100 + 1 + ROW_OVERHEAD));
+    // Replacing a row charges only the difference.
+    s.post(a, Key::new("k", 1), Bytes::from(vec![2; 150]), 0)
+        .expect("replace fits");
+}
+
+#[test]
+fn paging_by_rows_and_bytes_visits_every_row_once() {
+    let limits = StoreLimits {
+        max_get_bytes: 1000,
+        ..StoreLimits::default()
+    };
+    let mut s = Store::new(NODE, limits, Filters::default());
+    let ids: Vec<ClientId> = (1..=3).map(|n| client(&mut s, n)).collect();
+    for sec in 0..100 {
+        for id in &ids {
+            s.post(*id, Key::new("p", sec), Bytes::from(vec![0; 20]), 0)
+                .expect("post");
+        }
+    }
+    let mut query = q(&["p"]);
+    query.limit = 7;
+    let mut seen = Vec::new();
+    for _ in 0..1000 {
+        let page = s.get(ids[0], &query).expect("get");
+        assert!(page.rows.len() <= 7);
+        seen.extend(page.rows.iter().map(|r| (r.key.clone(), r.owner)));
+        match page.next {
+            Some(c) => query.start = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 300);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "stable order, no duplicates");
+
+    query.limit = 0;
+    query.start = None;
+    let page = s.get(ids[0], &query).expect("get");
+    assert!(page.next.is_some(), "byte limit cuts the page");
+    assert!(page.rows.len() < 300);
+}
+
+#[test]
+fn limits_are_typed_errors() {
+    let limits = StoreLimits {
+        max_row_bytes: 10,
+        max_keys_per_query: 2,
+        max_subscriptions: 1,
+        max_session_bytes: 4,
+        ..StoreLimits::default()
+    };
+    let mut s = Store::new(NODE, limits, Filters::default());
+    let a = client(&mut s, 1);
+    assert!(matches!(
+        s.post(a, Key::new("k", 0), Bytes::from(vec![0; 11]), 0),
+        Err(WireError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        s.get(a, &q(&["a", "b", "c"])),
+        Err(WireError::TooManyKeys { count: 3, max: 2 })
+    ));
+    let mut sub = q(&["a", "b"]);
+    sub.subscribe = true;
+    assert!(matches!(
+        s.get(a, &sub),
+        Err(WireError::TooManySubscriptions { max: 1 })
+    ));
+    assert_eq!(
+        s.stats().subscriptions,
+        0,
+        "a refused subscribe registers nothing"
+    );
+    assert!(matches!(
+        s.set_session(a, Bytes::from_static(b"12345")),
+        Err(WireError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        s.post(a, Key::new("", 0), Bytes::new(), 0),
+        Err(WireError::InvalidKey { .. })
+    ));
+}
+
+#[test]
+fn reserved_keys_and_filters() {
+    let filters = Filters::new(vec![FilterRule {
+        action: FilterAction::Deny,
+        ops: vec![FilterOp::Subscribe],
+        prefix: "secret".into(),
+        classes: vec![],
+    }]);
+    let mut s = Store::new(NODE, StoreLimits::default(), filters);
+    let a = client(&mut s, 1);
+    let sys = ClientId(99);
+    s.add_system_client(sys);
+    assert!(matches!(
+        s.post(a, Key::new("cloud.nodes", 0), Bytes::new(), 0),
+        Err(WireError::Forbidden { .. })
+    ));
+    assert!(matches!(
+        s.release(a, &[Key::new("cloud.nodes", 0)], 0),
+        Err(WireError::Forbidden { .. })
+    ));
+    s.post(sys, Key::new("cloud.nodes", 0), Bytes::new(), 0)
+        .expect("node may write");
+    assert_eq!(
+        s.get(a, &q(&["cloud.nodes"]))
+            .expect("clients may read")
+            .rows
+            .len(),
+        1
+    );
+    assert_eq!(s.client_count(), 1, "system identity is not a client");
+    let mut sub = q(&["secret.x"]);
+    assert!(s.get(a, &sub).is_ok());
+    sub.subscribe = true;
+    assert!(matches!(s.get(a, &sub), Err(WireError::Forbidden { .. })));
+}
