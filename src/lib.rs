@@ -5,3 +5,9 @@
 
 pub mod proto;
 pub mod store;
+pub mod transport;
+pub mod config;
+pub mod node;
+
+pub use config::NodeConfig;
+pub use node::{Node, NodeError};

@@ -1,0 +1,140 @@
+//! A node's runtime configuration (§8): what `cloudd` builds from flags, `CLOUDD_*`
+//! environment and the optional TOML file, and what in-process tests build directly.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::{DEFAULT_MAX_FRAME, DEFAULT_PORT};
+use crate::store::{FilterRule, StoreLimits};
+use crate::transport::Timing;
+
+/// A client class the operator declared, for filter rules (§3.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassConfig {
+    /// When set, a client claiming this class must present this token in its hello.
+    pub token: Option<String>,
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// UDP address to serve QUIC on.
+    pub listen: SocketAddr,
+    /// Human name of the node (logs, `cloud.nodes`, certificate names).
+    pub name: String,
+    /// Where the TLS key and certificate live.
+    pub data_dir: PathBuf,
+    /// Largest frame payload accepted or sent.
+    pub max_frame: usize,
+    /// Most clients served at once; more are refused with `ServerFull`.
+    pub max_clients: u32,
+    /// Requests per second per client (token bucket, burst of one second); 0 = unlimited.
+    pub rate_limit: u32,
+    /// Bytes queued to one client before it counts as a slow consumer and is disconnected.
+    pub max_outbound_bytes: usize,
+    /// How long a new connection may take to say hello.
+    pub handshake_timeout: Duration,
+    /// QUIC idle timeout and keep-alive.
+    pub timing: Timing,
+    /// Store limits (§3.3).
+    pub limits: StoreLimits,
+    /// Operator filter rules, in order (§3.4).
+    pub filters: Vec<FilterRule>,
+    /// Declared client classes; an undeclared class other than `default` is refused.
+    pub classes: BTreeMap<String, ClassConfig>,
+}
+
+/// Why a configuration cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl NodeConfig {
+    /// Defaults suitable for one node on this machine: port 7946 on all interfaces, the host
+    /// name as node name, data under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        NodeConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            name: default_name(),
+            data_dir: data_dir.into(),
+            max_frame: DEFAULT_MAX_FRAME,
+            max_clients: 50_000,
+            rate_limit: 100_000,
+            max_outbound_bytes: 16 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            timing: Timing::default(),
+            limits: StoreLimits::default(),
+            filters: Vec::new(),
+            classes: BTreeMap::new(),
+        }
+    }
+
+    /// Checks that the limits fit together, so no rule can be impossible to satisfy.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let fail = |m: String| Err(ConfigError(m));
+        if self.max_frame < 1024 {
+            return fail(format!("max_frame {} is below 1024 bytes", self.max_frame));
+        }
+        // A page must fit one frame, and always fit one full-size row (so paging progresses).
+        if l.max_get_bytes as usize + 4096 > self.max_frame {
+            return fail(format!(
+                "limits.max_get_bytes ({}) must be at least 4096 below max_frame ({})",
+                l.max_get_bytes, self.max_frame
+            ));
+        }
+        if l.max_row_bytes as usize + 512 > l.max_get_bytes as usize {
+            return fail(format!(
+                "limits.max_row_bytes ({}) must be at least 512 below limits.max_get_bytes ({})",
+                l.max_row_bytes, l.max_get_bytes
+            ));
+        }
+        if l.max_session_bytes as usize + 1024 > self.max_frame {
+            return fail("limits.max_session_bytes must fit in one frame".into());
+        }
+        if l.max_get_rows == 0 {
+            return fail("limits.max_get_rows must be at least 1".into());
+        }
+        if self.timing.keep_alive >= self.timing.idle_timeout {
+            return fail(format!(
+                "keep_alive ({:?}) must be shorter than idle_timeout ({:?})",
+                self.timing.keep_alive, self.timing.idle_timeout
+            ));
+        }
+        if self.name.is_empty() {
+            return fail("name must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// The host name, or `cloudd` when it cannot be read.
+pub fn default_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "cloudd".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_contradictions_are_caught() {
+        let mut c = NodeConfig::new("/tmp/x");
+        c.validate().expect("defaults are consistent");
+        c.limits.max_row_bytes = 600 * 1024;
+        assert!(c.validate().is_err());
+        let mut c = NodeConfig::new("/tmp/x");
+        c.timing.keep_alive = c.timing.idle_timeout;
+        assert!(c.validate().is_err());
+    }
+}

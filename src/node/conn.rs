@@ -1,0 +1,302 @@
+//! One client connection: handshake, request loop, cleanup.
+//!
+//! Bad input ends only this connection: a frame that is too large or does not decode closes
+//! it with a stated code, logged once with the remote address; nothing else is affected.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+
+use super::outbox::{outbox, Outbox};
+use super::rate::TokenBucket;
+use super::{now_ms, Link, Shared};
+use crate::proto::{
+    encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, DeleteReason, FrameReader, Hello, LimitsInfo,
+    Reply, Request, ServerFrame, WireError, Welcome, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+
+/// The reader stops taking requests while more than this is queued to the client.
+const BACKPRESSURE_MARK: usize = 1024 * 1024;
+
+/// How a connection ended, and what to tell the client.
+struct Ending {
+    code: CloseCode,
+    reason: String,
+}
+
+impl Ending {
+    fn new(code: CloseCode, reason: impl Into<String>) -> Self {
+        Ending {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Serves one incoming connection to its end.
+pub(super) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "handshake failed");
+            return;
+        }
+    };
+    let timeout = shared.config.handshake_timeout;
+    let (mut send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "connection ended before opening a stream");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "client opened no stream in time; closing");
+            close(&conn, &Ending::new(CloseCode::Protocol, "no stream opened in time"));
+            return;
+        }
+    };
+    let mut reader = FrameReader::new(recv, shared.config.max_frame);
+    let hello = match tokio::time::timeout(timeout, reader.next::<ClientFrame>()).await {
+        Ok(Ok(Some(ClientFrame::Hello(h)))) => h,
+        Ok(Ok(Some(ClientFrame::Request { .. }))) => {
+            return fail(&conn, remote, Ending::new(CloseCode::Protocol, "first frame must be Hello"));
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => return fail(&conn, remote, codec_ending(&e)),
+        Err(_) => return fail(&conn, remote, Ending::new(CloseCode::Protocol, "no Hello in time")),
+    };
+
+    let (client, outbox, writer) = match admit(&shared, &conn, &hello) {
+        Ok(admitted) => admitted,
+        Err((code, err)) => {
+            // Tell the client why in a frame it can decode, then close with the code.
+            if let Ok(frame) = encode_to_bytes(&ServerFrame::Refused(err.clone()), shared.config.max_frame) {
+                let _ = send.write_all(&frame).await;
+                let _ = send.finish();
+                let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+            }
+            tracing::info!(%remote, error = %err, "client refused");
+            close(&conn, &Ending::new(code, err.to_string()));
+            return;
+        }
+    };
+    tracing::debug!(%remote, %client, "client connected");
+
+    let writer_task = tokio::spawn(async move {
+        let result = writer.run(&mut send).await;
+        let _ = send.finish();
+        result
+    });
+
+    let ending = request_loop(&shared, client, &outbox, &mut reader).await;
+
+    // Remove the client and tell subscribers, in one step under the lock.
+    {
+        let mut hub = shared.hub();
+        hub.links.remove(&client);
+        let fans = hub.store.remove_client(client, DeleteReason::Disconnected, now_ms());
+        for fan in fans {
+            hub.deliver(fan, shared.config.max_frame);
+        }
+    }
+    drop(outbox);
+    match ending {
+        Some(ending) => {
+            if ending.code != CloseCode::Normal {
+                tracing::warn!(%remote, %client, code = ?ending.code, reason = %ending.reason, "closing client connection");
+            }
+            close(&conn, &ending);
+        }
+        None => tracing::debug!(%remote, %client, "client disconnected"),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
+}
+
+fn close(conn: &quinn::Connection, ending: &Ending) {
+    conn.close(ending.code.to_u32().into(), ending.reason.as_bytes());
+}
+
+fn fail(conn: &quinn::Connection, remote: std::net::SocketAddr, ending: Ending) {
+    tracing::warn!(%remote, code = ?ending.code, reason = %ending.reason, "closing connection on bad input");
+    close(conn, &ending);
+}
+
+fn codec_ending(e: &CodecError) -> Ending {
+    match e {
+        CodecError::TooLarge { .. } => Ending::new(CloseCode::FrameTooLarge, e.to_string()),
+        CodecError::Malformed(_) | CodecError::Truncated { .. } => Ending::new(CloseCode::Protocol, e.to_string()),
+        CodecError::Io(_) => Ending::new(CloseCode::Normal, e.to_string()),
+    }
+}
+
+/// Checks the hello and registers the client.
+fn admit(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    hello: &Hello,
+) -> Result<(ClientId, Outbox, super::outbox::OutboxWriter), (CloseCode, WireError)> {
+    let version = hello.max_version.min(PROTOCOL_VERSION);
+    if version < hello.min_version.max(MIN_PROTOCOL_VERSION) {
+        return Err((
+            CloseCode::UnsupportedVersion,
+            WireError::UnsupportedVersion {
+                client_min: hello.min_version,
+                client_max: hello.max_version,
+                node_min: MIN_PROTOCOL_VERSION,
+                node_max: PROTOCOL_VERSION,
+            },
+        ));
+    }
+    let class = hello.class.as_deref().unwrap_or("default");
+    let forbidden = |reason: String| (CloseCode::Forbidden, WireError::Forbidden { reason });
+    match shared.config.classes.get(class) {
+        None if class != "default" => return Err(forbidden(format!("unknown client class {class:?}"))),
+        Some(declared) => {
+            if let Some(expected) = &declared.token {
+                let given = hello.token.as_deref().unwrap_or("");
+                if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                    return Err(forbidden(format!("wrong or missing token for class {class:?}")));
+                }
+            }
+        }
+        None => {}
+    }
+
+    let cfg = &shared.config;
+    let mut hub = shared.hub();
+    if hub.links.len() >= cfg.max_clients as usize {
+        return Err((CloseCode::ServerFull, WireError::ServerFull { max: cfg.max_clients }));
+    }
+    let mut id = ClientId::random();
+    while hub.store.has_client(id) {
+        id = ClientId::random();
+    }
+    let session = hello.session.clone().unwrap_or_default();
+    hub.store
+        .add_client(id, class, session)
+        .map_err(|e| (CloseCode::Protocol, e))?;
+    let l = hub.store.limits();
+    let welcome = ServerFrame::Welcome(Welcome {
+        version,
+        capabilities: 0,
+        client_id: id,
+        node_id: shared.id,
+        node_name: cfg.name.clone(),
+        limits: LimitsInfo {
+            max_frame: cfg.max_frame.try_into().unwrap_or(u32::MAX),
+            max_row_bytes: l.max_row_bytes,
+            max_client_bytes: l.max_client_bytes,
+            max_get_bytes: l.max_get_bytes,
+            max_keys_per_query: l.max_keys_per_query,
+            max_subscriptions: l.max_subscriptions,
+            max_session_bytes: l.max_session_bytes,
+        },
+    });
+    let (outbox, writer) = outbox(cfg.max_outbound_bytes);
+    match encode_to_bytes(&welcome, cfg.max_frame) {
+        Ok(frame) => outbox.push_response(frame),
+        Err(e) => {
+            hub.store.remove_client(id, DeleteReason::Disconnected, 0);
+            return Err((CloseCode::Protocol, WireError::Protocol { reason: e.to_string() }));
+        }
+    }
+    hub.links.insert(
+        id,
+        Link {
+            outbox: outbox.clone(),
+            conn: conn.clone(),
+            lagged: false,
+        },
+    );
+    Ok((id, outbox, writer))
+}
+
+/// Reads and answers requests until the client leaves (`None`) or must be closed.
+async fn request_loop(
+    shared: &Shared,
+    client: ClientId,
+    outbox: &Outbox,
+    reader: &mut FrameReader<quinn::RecvStream>,
+) -> Option<Ending> {
+    let rate = shared.config.rate_limit;
+    let mut bucket = TokenBucket::new(rate);
+    // A client that keeps sending a whole second's worth of requests beyond its rate is
+    // flooding rather than bursting: disconnect it.
+    let flood_after = u64::from(rate.max(1000));
+    let mut rejected_in_a_row = 0u64;
+    loop {
+        outbox.wait_below(BACKPRESSURE_MARK).await;
+        let frame = match reader.next::<ClientFrame>().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Some(Ending::new(CloseCode::Normal, "stream finished")),
+            Err(CodecError::Io(_)) => return None,
+            Err(e) => return Some(codec_ending(&e)),
+        };
+        let (id, op) = match frame {
+            ClientFrame::Request { id, op } => (id, op),
+            ClientFrame::Hello(_) => return Some(Ending::new(CloseCode::Protocol, "Hello sent twice")),
+        };
+        if !bucket.allow(Instant::now()) {
+            rejected_in_a_row += 1;
+            if rejected_in_a_row > flood_after {
+                return Some(Ending::new(CloseCode::Flood, "request flood: far over the rate limit"));
+            }
+            respond(shared, outbox, id, Err(WireError::RateLimited { per_sec: rate }));
+            continue;
+        }
+        rejected_in_a_row = 0;
+        handle(shared, client, outbox, id, op);
+    }
+}
+
+fn respond(shared: &Shared, outbox: &Outbox, id: u64, result: Result<Reply, WireError>) {
+    let max = shared.config.max_frame;
+    let frame = encode_to_bytes(&ServerFrame::Response { id, result }, max).or_else(|e| {
+        let err = WireError::TooLarge {
+            what: "response".into(),
+            size: match e {
+                CodecError::TooLarge { len, .. } => len,
+                _ => 0,
+            },
+            max: max as u64,
+        };
+        encode_to_bytes(&ServerFrame::Response { id, result: Err(err) }, max)
+    });
+    match frame {
+        Ok(frame) => outbox.push_response(frame),
+        Err(e) => tracing::error!(error = %e, "could not encode a response"),
+    }
+}
+
+/// Runs one request against the store. The response is queued under the same lock as the
+/// change, so a get+subscribe's snapshot precedes every notification after it.
+fn handle(shared: &Shared, client: ClientId, outbox: &Outbox, id: u64, op: Request) {
+    let now = now_ms();
+    let max = shared.config.max_frame;
+    let mut hub = shared.hub();
+    let result = match op {
+        Request::Post { key, data } => hub.store.post(client, key, data, now).map(|(version, fan)| {
+            hub.deliver(fan, max);
+            Reply::Posted { version }
+        }),
+        Request::Release { keys } => hub.store.release(client, &keys, now).map(|fans| {
+            let count = fans.len() as u32;
+            for fan in fans {
+                hub.deliver(fan, max);
+            }
+            Reply::Released { count }
+        }),
+        Request::Get(query) => hub.store.get(client, &query).map(Reply::Rows),
+        Request::Unsubscribe { keys, owners } => hub
+            .store
+            .unsubscribe(client, &keys, owners.as_deref())
+            .map(|count| Reply::Unsubscribed { count }),
+        Request::SetSession { data } => hub.store.set_session(client, data).map(|()| Reply::SessionSet),
+        Request::Ping => Ok(Reply::Pong),
+    };
+    respond(shared, outbox, id, result);
+    drop(hub);
+}
+

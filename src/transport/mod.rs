@@ -1,0 +1,109 @@
+//! QUIC endpoints and TLS (§2, §4): the node's identity on disk, server and client configs,
+//! and how a client decides to trust a node (pinned fingerprint, CA file, or an explicitly
+//! named insecure mode for local development).
+
+mod identity;
+mod trust;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use identity::{fingerprint_of, Identity};
+pub use trust::{parse_fingerprint, Trust};
+
+/// Why a TLS or QUIC configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A PEM file holds nothing usable.
+    #[error("{path}: {what}")]
+    BadPem {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is missing or wrong.
+        what: String,
+    },
+    /// Certificate generation failed.
+    #[error("generating the node certificate failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// quinn refused the TLS configuration.
+    #[error("QUIC configuration: {0}")]
+    Quic(String),
+    /// A pinned fingerprint is not 64 hexadecimal digits.
+    #[error("fingerprint {0:?} is not a SHA-256 hex digest (64 hex digits, colons allowed)")]
+    BadFingerprint(String),
+}
+
+/// Installs ring as the process's rustls crypto provider. Idempotent; call once at start.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Timing of a QUIC connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Silence after which the connection is considered lost.
+    pub idle_timeout: Duration,
+    /// How often to send keep-alives; must be shorter than `idle_timeout`.
+    pub keep_alive: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            idle_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(1),
+        }
+    }
+}
+
+fn transport_config(timing: Timing, max_bi_streams: u32) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    // The conversion only fails for timeouts beyond 2^62 µs; fall back to quinn's default.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(timing.idle_timeout) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t.keep_alive_interval(Some(timing.keep_alive));
+    t.max_concurrent_bidi_streams(max_bi_streams.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t
+}
+
+/// A QUIC server config presenting `identity` for the given ALPN ids, TLS 1.3 only.
+pub fn server_config(identity: &Identity, alpn: &[&[u8]], timing: Timing) -> Result<quinn::ServerConfig, TransportError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    tls.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TransportError::Quic(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(Arc::new(transport_config(timing, 4)));
+    Ok(cfg)
+}
+
+/// A QUIC client config that trusts servers as `trust` says, for one ALPN id.
+pub fn client_config(trust: &Trust, alpn: &[u8], timing: Timing) -> Result<quinn::ClientConfig, TransportError> {
+    let mut tls = trust.rustls_config(provider())?;
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TransportError::Quic(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(Arc::new(transport_config(timing, 0)));
+    Ok(cfg)
+}
