@@ -3,11 +3,12 @@
 //! The library is the product; `cloudd` and `cloudctl` are thin shells around it. See
 //! ARCHITECTURE.md for the module map and the invariants each module keeps.
 
+pub mod client;
+pub mod config;
+pub mod node;
 pub mod proto;
 pub mod store;
 pub mod transport;
-pub mod config;
-pub mod node;
 
 pub use config::NodeConfig;
 pub use node::{Node, NodeError};

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use super::outbox::{outbox, Outbox};
 use super::rate::TokenBucket;
 use super::{now_ms, Link, Shared};
 use crate::proto::{
-    encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, DeleteReason, FrameReader, Hello, LimitsInfo,
-    Reply, Request, ServerFrame, WireError, Welcome, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, DeleteReason, FrameReader,
+    Hello, LimitsInfo, Reply, Request, ServerFrame, Welcome, WireError, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
+use crate::proto::{outbox, Outbox, OutboxWriter};
 
 /// The reader stops taking requests while more than this is queued to the client.
 const BACKPRESSURE_MARK: usize = 1024 * 1024;
@@ -53,7 +54,10 @@ pub(super) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         }
         Err(_) => {
             tracing::info!(%remote, "client opened no stream in time; closing");
-            close(&conn, &Ending::new(CloseCode::Protocol, "no stream opened in time"));
+            close(
+                &conn,
+                &Ending::new(CloseCode::Protocol, "no stream opened in time"),
+            );
             return;
         }
     };
@@ -61,18 +65,30 @@ pub(super) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let hello = match tokio::time::timeout(timeout, reader.next::<ClientFrame>()).await {
         Ok(Ok(Some(ClientFrame::Hello(h)))) => h,
         Ok(Ok(Some(ClientFrame::Request { .. }))) => {
-            return fail(&conn, remote, Ending::new(CloseCode::Protocol, "first frame must be Hello"));
+            return fail(
+                &conn,
+                remote,
+                Ending::new(CloseCode::Protocol, "first frame must be Hello"),
+            );
         }
         Ok(Ok(None)) => return,
         Ok(Err(e)) => return fail(&conn, remote, codec_ending(&e)),
-        Err(_) => return fail(&conn, remote, Ending::new(CloseCode::Protocol, "no Hello in time")),
+        Err(_) => {
+            return fail(
+                &conn,
+                remote,
+                Ending::new(CloseCode::Protocol, "no Hello in time"),
+            )
+        }
     };
 
     let (client, outbox, writer) = match admit(&shared, &conn, &hello) {
         Ok(admitted) => admitted,
         Err((code, err)) => {
             // Tell the client why in a frame it can decode, then close with the code.
-            if let Ok(frame) = encode_to_bytes(&ServerFrame::Refused(err.clone()), shared.config.max_frame) {
+            if let Ok(frame) =
+                encode_to_bytes(&ServerFrame::Refused(err.clone()), shared.config.max_frame)
+            {
                 let _ = send.write_all(&frame).await;
                 let _ = send.finish();
                 let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
@@ -96,7 +112,9 @@ pub(super) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     {
         let mut hub = shared.hub();
         hub.links.remove(&client);
-        let fans = hub.store.remove_client(client, DeleteReason::Disconnected, now_ms());
+        let fans = hub
+            .store
+            .remove_client(client, DeleteReason::Disconnected, now_ms());
         for fan in fans {
             hub.deliver(fan, shared.config.max_frame);
         }
@@ -126,7 +144,9 @@ fn fail(conn: &quinn::Connection, remote: std::net::SocketAddr, ending: Ending) 
 fn codec_ending(e: &CodecError) -> Ending {
     match e {
         CodecError::TooLarge { .. } => Ending::new(CloseCode::FrameTooLarge, e.to_string()),
-        CodecError::Malformed(_) | CodecError::Truncated { .. } => Ending::new(CloseCode::Protocol, e.to_string()),
+        CodecError::Malformed(_) | CodecError::Truncated { .. } => {
+            Ending::new(CloseCode::Protocol, e.to_string())
+        }
         CodecError::Io(_) => Ending::new(CloseCode::Normal, e.to_string()),
     }
 }
@@ -136,7 +156,7 @@ fn admit(
     shared: &Shared,
     conn: &quinn::Connection,
     hello: &Hello,
-) -> Result<(ClientId, Outbox, super::outbox::OutboxWriter), (CloseCode, WireError)> {
+) -> Result<(ClientId, Outbox, OutboxWriter), (CloseCode, WireError)> {
     let version = hello.max_version.min(PROTOCOL_VERSION);
     if version < hello.min_version.max(MIN_PROTOCOL_VERSION) {
         return Err((
@@ -152,12 +172,16 @@ fn admit(
     let class = hello.class.as_deref().unwrap_or("default");
     let forbidden = |reason: String| (CloseCode::Forbidden, WireError::Forbidden { reason });
     match shared.config.classes.get(class) {
-        None if class != "default" => return Err(forbidden(format!("unknown client class {class:?}"))),
+        None if class != "default" => {
+            return Err(forbidden(format!("unknown client class {class:?}")))
+        }
         Some(declared) => {
             if let Some(expected) = &declared.token {
                 let given = hello.token.as_deref().unwrap_or("");
                 if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-                    return Err(forbidden(format!("wrong or missing token for class {class:?}")));
+                    return Err(forbidden(format!(
+                        "wrong or missing token for class {class:?}"
+                    )));
                 }
             }
         }
@@ -167,7 +191,12 @@ fn admit(
     let cfg = &shared.config;
     let mut hub = shared.hub();
     if hub.links.len() >= cfg.max_clients as usize {
-        return Err((CloseCode::ServerFull, WireError::ServerFull { max: cfg.max_clients }));
+        return Err((
+            CloseCode::ServerFull,
+            WireError::ServerFull {
+                max: cfg.max_clients,
+            },
+        ));
     }
     let mut id = ClientId::random();
     while hub.store.has_client(id) {
@@ -199,7 +228,12 @@ fn admit(
         Ok(frame) => outbox.push_response(frame),
         Err(e) => {
             hub.store.remove_client(id, DeleteReason::Disconnected, 0);
-            return Err((CloseCode::Protocol, WireError::Protocol { reason: e.to_string() }));
+            return Err((
+                CloseCode::Protocol,
+                WireError::Protocol {
+                    reason: e.to_string(),
+                },
+            ));
         }
     }
     hub.links.insert(
@@ -236,14 +270,24 @@ async fn request_loop(
         };
         let (id, op) = match frame {
             ClientFrame::Request { id, op } => (id, op),
-            ClientFrame::Hello(_) => return Some(Ending::new(CloseCode::Protocol, "Hello sent twice")),
+            ClientFrame::Hello(_) => {
+                return Some(Ending::new(CloseCode::Protocol, "Hello sent twice"))
+            }
         };
         if !bucket.allow(Instant::now()) {
             rejected_in_a_row += 1;
             if rejected_in_a_row > flood_after {
-                return Some(Ending::new(CloseCode::Flood, "request flood: far over the rate limit"));
+                return Some(Ending::new(
+                    CloseCode::Flood,
+                    "request flood: far over the rate limit",
+                ));
             }
-            respond(shared, outbox, id, Err(WireError::RateLimited { per_sec: rate }));
+            respond(
+                shared,
+                outbox,
+                id,
+                Err(WireError::RateLimited { per_sec: rate }),
+            );
             continue;
         }
         rejected_in_a_row = 0;
@@ -262,7 +306,13 @@ fn respond(shared: &Shared, outbox: &Outbox, id: u64, result: Result<Reply, Wire
             },
             max: max as u64,
         };
-        encode_to_bytes(&ServerFrame::Response { id, result: Err(err) }, max)
+        encode_to_bytes(
+            &ServerFrame::Response {
+                id,
+                result: Err(err),
+            },
+            max,
+        )
     });
     match frame {
         Ok(frame) => outbox.push_response(frame),
@@ -277,10 +327,14 @@ fn handle(shared: &Shared, client: ClientId, outbox: &Outbox, id: u64, op: Reque
     let max = shared.config.max_frame;
     let mut hub = shared.hub();
     let result = match op {
-        Request::Post { key, data } => hub.store.post(client, key, data, now).map(|(version, fan)| {
-            hub.deliver(fan, max);
-            Reply::Posted { version }
-        }),
+        Request::Post { key, data } => {
+            hub.store
+                .post(client, key, data, now)
+                .map(|(version, fan)| {
+                    hub.deliver(fan, max);
+                    Reply::Posted { version }
+                })
+        }
         Request::Release { keys } => hub.store.release(client, &keys, now).map(|fans| {
             let count = fans.len() as u32;
             for fan in fans {
@@ -293,10 +347,12 @@ fn handle(shared: &Shared, client: ClientId, outbox: &Outbox, id: u64, op: Reque
             .store
             .unsubscribe(client, &keys, owners.as_deref())
             .map(|count| Reply::Unsubscribed { count }),
-        Request::SetSession { data } => hub.store.set_session(client, data).map(|()| Reply::SessionSet),
+        Request::SetSession { data } => hub
+            .store
+            .set_session(client, data)
+            .map(|()| Reply::SessionSet),
         Request::Ping => Ok(Reply::Pong),
     };
     respond(shared, outbox, id, result);
     drop(hub);
 }
-

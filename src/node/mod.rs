@@ -2,7 +2,7 @@
 //! loads or makes the TLS identity, and serves clients until `shutdown`.
 
 mod conn;
-mod outbox;
+
 mod rate;
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use crate::proto::{encode_to_bytes, ClientId, CloseCode, Key, NodeId, ServerFram
 use crate::store::{Fanout, Filters, Store, StoreStats};
 use crate::transport::{self, Identity, TransportError};
 
-use outbox::Outbox;
+use crate::proto::Outbox;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,10 @@ impl Hub {
                     link.lagged = true;
                     tracing::warn!(client = %id, remote = %link.conn.remote_address(),
                         "client reads its notifications too slowly; disconnecting it");
-                    link.conn.close(CloseCode::SlowConsumer.to_u32().into(), b"slow consumer: notification queue full");
+                    link.conn.close(
+                        CloseCode::SlowConsumer.to_u32().into(),
+                        b"slow consumer: notification queue full",
+                    );
                 }
             }
         }
@@ -143,21 +146,31 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         transport::install_crypto_provider();
         config.validate()?;
-        let names = vec![config.name.clone(), "localhost".to_owned(), "cloudmesh".to_owned()];
+        let names = vec![
+            config.name.clone(),
+            "localhost".to_owned(),
+            "cloudmesh".to_owned(),
+        ];
         let identity = Identity::load_or_generate(&config.data_dir, &names)?;
         let fingerprint = identity.fingerprint();
-        let server = transport::server_config(&identity, &[crate::proto::ALPN_CLIENT], config.timing)?;
-        let endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let server =
+            transport::server_config(&identity, &[crate::proto::ALPN_CLIENT], config.timing)?;
+        let endpoint =
+            quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let local = endpoint.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,
         })?;
 
         let id = NodeId::random();
-        let mut store = Store::new(id, config.limits.clone(), Filters::new(config.filters.clone()));
+        let mut store = Store::new(
+            id,
+            config.limits.clone(),
+            Filters::new(config.filters.clone()),
+        );
         let system = ClientId::random();
         store.add_system_client(system);
         let record = NodeRecord {
@@ -168,7 +181,12 @@ impl Node {
             host: true,
         };
         let json = serde_json::to_vec(&record).unwrap_or_default();
-        if let Err(e) = store.post(system, Key::new("cloud.nodes", 0), Bytes::from(json), now_ms()) {
+        if let Err(e) = store.post(
+            system,
+            Key::new("cloud.nodes", 0),
+            Bytes::from(json),
+            now_ms(),
+        ) {
             tracing::warn!(error = %e, "could not write cloud.nodes/0");
         }
 
@@ -196,7 +214,9 @@ impl Node {
 
     /// The bound UDP address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint.local_addr().unwrap_or(self.shared.config.listen)
+        self.endpoint
+            .local_addr()
+            .unwrap_or(self.shared.config.listen)
     }
 
     /// SHA-256 fingerprint of the node certificate, what clients pin.
@@ -233,16 +253,24 @@ impl Node {
     /// (bounded) for the close to reach them.
     pub async fn shutdown(self, reason: &str) {
         let _ = self.shutdown.send(true);
-        self.endpoint.close(CloseCode::Shutdown.to_u32().into(), reason.as_bytes());
+        self.endpoint
+            .close(CloseCode::Shutdown.to_u32().into(), reason.as_bytes());
         let _ = self.accept.await;
-        if tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle())
+            .await
+            .is_err()
+        {
             tracing::warn!("some clients did not acknowledge the close within 3 s");
         }
         tracing::info!(node = %self.shared.config.name, "node stopped");
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,

@@ -1,11 +1,12 @@
-//! The wire: messages, framing and typed errors shared by the client, peer and admin
-//! protocols. This module depends on nothing else in the crate (an invariant kept so that
-//! the wire format can only change here).
+//! The wire: messages, framing, typed errors, and the batched frame writer shared by the
+//! client, peer and admin protocols. This module depends on nothing else in the crate (an
+//! invariant kept so that the wire format can only change here).
 
 mod codec;
 mod error;
 mod ids;
 mod messages;
+mod outbox;
 
 pub use codec::{encode_frame, encode_to_bytes, CodecError, FrameDecoder, FrameReader};
 pub use error::{CloseCode, WireError};
@@ -14,6 +15,7 @@ pub use messages::{
     ClientFrame, DeleteReason, GetPage, GetQuery, Hello, LimitsInfo, Notification, Reply, Request,
     Row, ServerFrame, Welcome,
 };
+pub use outbox::{outbox, Lagged, Outbox, OutboxWriter};
 
 /// ALPN protocol id spoken by game clients (and `cloudctl post/get/watch`).
 pub const ALPN_CLIENT: &[u8] = b"cloudmesh/1";

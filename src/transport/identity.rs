@@ -46,7 +46,10 @@ impl Identity {
         })?;
         let key = rcgen::KeyPair::generate()?;
         let mut params = rcgen::CertificateParams::new(names.to_vec())?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         let cert = params.self_signed(&key)?;
         write_private(&key_path, key.serialize_pem().as_bytes())?;
         fs::write(&cert_path, cert.pem()).map_err(|source| TransportError::Io {
@@ -129,7 +132,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(KEY_FILE)).expect("key").permissions().mode();
+            let mode = fs::metadata(dir.path().join(KEY_FILE))
+                .expect("key")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

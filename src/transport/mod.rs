@@ -85,24 +85,34 @@ fn transport_config(timing: Timing, max_bi_streams: u32) -> quinn::TransportConf
 }
 
 /// A QUIC server config presenting `identity` for the given ALPN ids, TLS 1.3 only.
-pub fn server_config(identity: &Identity, alpn: &[&[u8]], timing: Timing) -> Result<quinn::ServerConfig, TransportError> {
+pub fn server_config(
+    identity: &Identity,
+    alpn: &[&[u8]],
+    timing: Timing,
+) -> Result<quinn::ServerConfig, TransportError> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     tls.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     tls.max_early_data_size = 0;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TransportError::Quic(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| TransportError::Quic(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(Arc::new(transport_config(timing, 4)));
     Ok(cfg)
 }
 
 /// A QUIC client config that trusts servers as `trust` says, for one ALPN id.
-pub fn client_config(trust: &Trust, alpn: &[u8], timing: Timing) -> Result<quinn::ClientConfig, TransportError> {
+pub fn client_config(
+    trust: &Trust,
+    alpn: &[u8],
+    timing: Timing,
+) -> Result<quinn::ClientConfig, TransportError> {
     let mut tls = trust.rustls_config(provider())?;
     tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TransportError::Quic(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TransportError::Quic(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(Arc::new(transport_config(timing, 0)));
     Ok(cfg)

@@ -32,12 +32,18 @@ pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], TransportError> {
         .chars()
         .filter(|c| *c != ':')
         .collect();
-    let bytes = hex::decode(&cleaned).map_err(|_| TransportError::BadFingerprint(text.to_owned()))?;
-    bytes.try_into().map_err(|_| TransportError::BadFingerprint(text.to_owned()))
+    let bytes =
+        hex::decode(&cleaned).map_err(|_| TransportError::BadFingerprint(text.to_owned()))?;
+    bytes
+        .try_into()
+        .map_err(|_| TransportError::BadFingerprint(text.to_owned()))
 }
 
 impl Trust {
-    pub(super) fn rustls_config(&self, provider: Arc<CryptoProvider>) -> Result<rustls::ClientConfig, TransportError> {
+    pub(super) fn rustls_config(
+        &self,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<rustls::ClientConfig, TransportError> {
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?;
         let cfg = match self {
@@ -71,7 +77,10 @@ impl Trust {
                 .with_no_client_auth(),
             Trust::InsecureDevOnly => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinVerifier { pin: None, provider }))
+                .with_custom_certificate_verifier(Arc::new(PinVerifier {
+                    pin: None,
+                    provider,
+                }))
                 .with_no_client_auth(),
         };
         Ok(cfg)
@@ -116,7 +125,12 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -125,11 +139,18 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -140,9 +161,17 @@ mod tests {
     #[test]
     fn fingerprints_parse_in_common_spellings() {
         let hex64 = "ab".repeat(32);
-        let colons = hex64.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap_or("")).collect::<Vec<_>>().join(":");
+        let colons = hex64
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(":");
         assert_eq!(parse_fingerprint(&hex64).expect("plain"), [0xab; 32]);
-        assert_eq!(parse_fingerprint(&format!("sha256:{colons}")).expect("colons"), [0xab; 32]);
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{colons}")).expect("colons"),
+            [0xab; 32]
+        );
         assert!(parse_fingerprint("abc").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
     }

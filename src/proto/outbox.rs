@@ -45,7 +45,11 @@ pub fn outbox(limit: usize) -> (Outbox, OutboxWriter) {
             drained: drained.clone(),
             limit,
         },
-        OutboxWriter { rx, queued, drained },
+        OutboxWriter {
+            rx,
+            queued,
+            drained,
+        },
     )
 }
 

@@ -1,0 +1,182 @@
+//! Subscriptions: local routing of notifications, snapshot merge and de-duplication.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Weak;
+use std::task::{Context, Poll};
+
+use tokio::sync::mpsc;
+
+use super::{lock, Inner};
+use crate::proto::{
+    encode_to_bytes, ClientFrame, ClientId, DeleteReason, Key, KeySpec, Notification, Request, Row,
+};
+
+/// A change seen by a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A row was created or replaced.
+    Updated(Row),
+    /// A row was deleted (its version is the deletion's).
+    Deleted {
+        /// The row as it was.
+        row: Row,
+        /// Why it went.
+        reason: DeleteReason,
+    },
+}
+
+impl Event {
+    /// The row concerned.
+    pub fn row(&self) -> &Row {
+        match self {
+            Event::Updated(row) | Event::Deleted { row, .. } => row,
+        }
+    }
+}
+
+/// The SDK's side of one subscription.
+#[derive(Debug)]
+pub(crate) struct SubEntry {
+    /// Key specs subscribed.
+    pub(crate) specs: Vec<KeySpec>,
+    /// Owners filter.
+    owners: Option<HashSet<ClientId>>,
+    /// Where events go.
+    tx: mpsc::UnboundedSender<Event>,
+    /// Highest version delivered (or in the snapshot) per row, to drop anything not newer.
+    seen: HashMap<(Key, ClientId), u64>,
+    /// Until the snapshot is in, notifications wait here.
+    buffered: Option<Vec<Notification>>,
+}
+
+impl SubEntry {
+    pub(crate) fn new(
+        specs: Vec<KeySpec>,
+        owners: Option<Vec<ClientId>>,
+    ) -> (Self, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            SubEntry {
+                specs,
+                owners: owners.map(|o| o.into_iter().collect()),
+                tx,
+                seen: HashMap::new(),
+                buffered: Some(Vec::new()),
+            },
+            rx,
+        )
+    }
+
+    fn wants(&self, row: &Row) -> bool {
+        self.specs.iter().any(|s| s.matches(&row.key))
+            && self.owners.as_ref().is_none_or(|o| o.contains(&row.owner))
+    }
+
+    /// Takes a notification from the node.
+    pub(crate) fn offer(&mut self, n: &Notification) {
+        if !self.wants(n.row()) {
+            return;
+        }
+        match &mut self.buffered {
+            Some(buf) => buf.push(n.clone()),
+            None => self.forward(n),
+        }
+    }
+
+    fn forward(&mut self, n: &Notification) {
+        let row = n.row();
+        let id = (row.key.clone(), row.owner);
+        if self.seen.get(&id).is_some_and(|v| *v >= row.version) {
+            return;
+        }
+        let event = match n {
+            Notification::Updated(row) => {
+                self.seen.insert(id, row.version);
+                Event::Updated(row.clone())
+            }
+            Notification::Deleted { row, reason } => {
+                self.seen.remove(&id);
+                Event::Deleted {
+                    row: row.clone(),
+                    reason: *reason,
+                }
+            }
+        };
+        let _ = self.tx.send(event);
+    }
+
+    /// The snapshot is in: drop buffered changes it already contains, deliver the rest.
+    pub(crate) fn activate(&mut self, snapshot: &[Row]) {
+        for row in snapshot {
+            let id = (row.key.clone(), row.owner);
+            let v = self.seen.entry(id).or_insert(0);
+            *v = (*v).max(row.version);
+        }
+        for n in self.buffered.take().unwrap_or_default() {
+            self.forward(&n);
+        }
+    }
+}
+
+/// A stream of changes; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    id: u64,
+    rx: mpsc::UnboundedReceiver<Event>,
+    client: Weak<Inner>,
+}
+
+impl Subscription {
+    pub(crate) fn new(id: u64, rx: mpsc::UnboundedReceiver<Event>, client: Weak<Inner>) -> Self {
+        Subscription { id, rx, client }
+    }
+
+    /// The next change; `None` once the connection is closed.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// A change if one is waiting, without waiting.
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures_core::Stream for Subscription {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let Some(inner) = self.client.upgrade() else {
+            return;
+        };
+        let unused: Vec<KeySpec> = {
+            let mut st = lock(&inner.state);
+            let Some(entry) = st.subs.remove(&self.id) else {
+                return;
+            };
+            // Keep node-side subscriptions another local subscription still relies on.
+            entry
+                .specs
+                .into_iter()
+                .filter(|s| !st.subs.values().any(|e| e.specs.contains(s)))
+                .collect()
+        };
+        if unused.is_empty() {
+            return;
+        }
+        // Fire and forget: id 0 is never awaited, so its response is ignored.
+        let op = Request::Unsubscribe {
+            keys: unused,
+            owners: None,
+        };
+        if let Ok(frame) = encode_to_bytes(&ClientFrame::Request { id: 0, op }, inner.max_frame) {
+            inner.outbox.push_response(frame);
+        }
+    }
+}
