@@ -256,10 +256,11 @@ async fn request_loop(
 ) -> Option<Ending> {
     let rate = shared.config.rate_limit;
     let mut bucket = TokenBucket::new(rate);
-    // A client that keeps sending a whole second's worth of requests beyond its rate is
-    // flooding rather than bursting: disconnect it.
-    let flood_after = u64::from(rate.max(1000));
-    let mut rejected_in_a_row = 0u64;
+    // A client whose rejected requests within one second exceed twice its rate (at least
+    // 2,000) is flooding rather than bursting: disconnect it.
+    let flood_after = 2 * u64::from(rate.max(1000));
+    let mut window = Instant::now();
+    let mut rejected = 0u64;
     loop {
         outbox.wait_below(BACKPRESSURE_MARK).await;
         let frame = match reader.next::<ClientFrame>().await {
@@ -274,9 +275,14 @@ async fn request_loop(
                 return Some(Ending::new(CloseCode::Protocol, "Hello sent twice"))
             }
         };
-        if !bucket.allow(Instant::now()) {
-            rejected_in_a_row += 1;
-            if rejected_in_a_row > flood_after {
+        let now = Instant::now();
+        if !bucket.allow(now) {
+            if now.duration_since(window) > Duration::from_secs(1) {
+                window = now;
+                rejected = 0;
+            }
+            rejected += 1;
+            if rejected > flood_after {
                 return Some(Ending::new(
                     CloseCode::Flood,
                     "request flood: far over the rate limit",
@@ -290,7 +296,6 @@ async fn request_loop(
             );
             continue;
         }
-        rejected_in_a_row = 0;
         handle(shared, client, outbox, id, op);
     }
 }

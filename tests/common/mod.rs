@@ -84,3 +84,82 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     })
     .await
 }
+
+/// A raw QUIC connection speaking ALPN `cloudmesh/1` but sending whatever the test wants.
+pub struct Raw {
+    pub conn: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+    _endpoint: quinn::Endpoint,
+}
+
+pub async fn raw_connect(addr: SocketAddr) -> Raw {
+    cloudmesh::transport::install_crypto_provider();
+    let cfg = cloudmesh::transport::client_config(
+        &Trust::InsecureDevOnly,
+        cloudmesh::proto::ALPN_CLIENT,
+        cloudmesh::transport::Timing::default(),
+    )
+    .expect("client config");
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(cfg);
+    let conn = within("raw connect", async {
+        endpoint
+            .connect(addr, "localhost")
+            .expect("connect")
+            .await
+            .expect("handshake")
+    })
+    .await;
+    let (send, recv) = conn.open_bi().await.expect("open stream");
+    Raw {
+        conn,
+        send,
+        recv,
+        _endpoint: endpoint,
+    }
+}
+
+impl Raw {
+    pub async fn write(&mut self, bytes: &[u8]) {
+        // The node may close mid-write; that is an outcome the caller checks, not a failure.
+        let _ = self.send.write_all(bytes).await;
+    }
+
+    pub async fn frame<T: serde::Serialize>(&mut self, msg: &T) {
+        let b = cloudmesh::proto::encode_to_bytes(msg, 1 << 24).expect("encode");
+        self.write(&b).await;
+    }
+
+    /// The node's close code and reason, waiting for the close.
+    pub async fn close_code(&self) -> (Option<cloudmesh::proto::CloseCode>, String) {
+        match within("the node to close the connection", self.conn.closed()).await {
+            quinn::ConnectionError::ApplicationClosed(c) => (
+                u32::try_from(c.error_code.into_inner())
+                    .ok()
+                    .and_then(cloudmesh::proto::CloseCode::from_u32),
+                String::from_utf8_lossy(&c.reason).into_owned(),
+            ),
+            other => panic!("expected an application close from the node, got {other}"),
+        }
+    }
+}
+
+/// Proves a bystander is unaffected: a full post/get/release round trip on its connection.
+pub async fn bystander_works(c: &Client, tag: u32) {
+    use cloudmesh::proto::{Key, KeySpec};
+    let key = Key::new("bystander", tag);
+    within("bystander round trip", async {
+        c.post(key.clone(), format!("ok-{tag}"))
+            .await
+            .expect("bystander post");
+        let rows = c
+            .get(vec![KeySpec::exact(&key)])
+            .await
+            .expect("bystander get");
+        assert_eq!(rows.len(), 1);
+        c.release(vec![key]).await.expect("bystander release");
+    })
+    .await
+}
