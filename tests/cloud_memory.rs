@@ -186,26 +186,45 @@ async fn subscriber_racing_concurrent_posts_converges_exactly() {
         v
     };
     let subscriber = n.client().await;
+    // Each writer posts half its share, waits for the go, then races the subscribe with the
+    // other half; so the snapshot is never empty and changes certainly follow it.
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let mut halfway = Vec::new();
     let mut tasks = Vec::new();
     for (w, client) in writers.iter().enumerate() {
         let client = client.clone();
+        let mut go = go_rx.clone();
+        let (half_tx, half_rx) = tokio::sync::oneshot::channel();
+        halfway.push(half_rx);
         tasks.push(tokio::spawn(async move {
+            let mut half_tx = Some(half_tx);
             for i in 0..250u32 {
+                if i == 125 {
+                    if let Some(tx) = half_tx.take() {
+                        let _ = tx.send(());
+                    }
+                    go.wait_for(|g| *g).await.expect("go signal");
+                }
                 let key = Key::new("race", i % 25);
+                client
+                    .post(key.clone(), format!("w{w}-{i}"))
+                    .await
+                    .expect("post");
                 if i % 10 == 9 {
                     client.release(vec![key]).await.expect("release");
-                } else {
-                    client.post(key, format!("w{w}-{i}")).await.expect("post");
                 }
             }
         }));
     }
-    // Subscribe while the posts are in flight.
-    tokio::task::yield_now().await;
+    for h in halfway {
+        within("writers halfway", h).await.expect("halfway");
+    }
+    go_tx.send(true).expect("go");
     let (snapshot, mut sub) = subscriber
         .subscribe(vec![spec("race")], None)
         .await
         .expect("subscribe");
+    assert!(!snapshot.is_empty());
     for t in tasks {
         t.await.expect("writer");
     }
@@ -217,7 +236,9 @@ async fn subscriber_racing_concurrent_posts_converges_exactly() {
     }
     // Everything the writers caused is queued before the ping's answer.
     subscriber.ping().await.expect("ping");
+    let mut events = 0;
     while let Some(event) = sub.try_next() {
+        events += 1;
         let row = event.row().clone();
         let id = (row.key.clone(), row.owner);
         if let Some(prev) = last_version.get(&id) {
@@ -248,4 +269,5 @@ async fn subscriber_racing_concurrent_posts_converges_exactly() {
         "the subscriber's view equals the node's final state"
     );
     assert!(!truth.is_empty());
+    assert!(events > 0, "changes after the snapshot arrived as events");
 }
