@@ -67,7 +67,8 @@ impl Report {
             if latencies_us.is_empty() {
                 return 0.0;
             }
-            let i = ((latencies_us.len() as f64 * p).ceil() as usize).clamp(1, latencies_us.len()) - 1;
+            let i =
+                ((latencies_us.len() as f64 * p).ceil() as usize).clamp(1, latencies_us.len()) - 1;
             f64::from(latencies_us[i]) / 1000.0
         };
         let ops = latencies_us.len() as u64;
@@ -76,7 +77,11 @@ impl Report {
             ops,
             errors,
             seconds,
-            ops_per_sec: if seconds > 0.0 { ops as f64 / seconds } else { 0.0 },
+            ops_per_sec: if seconds > 0.0 {
+                ops as f64 / seconds
+            } else {
+                0.0
+            },
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
             p999_ms: pct(0.999),
@@ -86,7 +91,11 @@ impl Report {
 }
 
 /// Single-node post+get throughput: each worker alternates a post of its key and a get of it.
-pub async fn throughput(addr: SocketAddr, client: ClientOptions, opts: &ThroughputOptions) -> Result<Report, ClientError> {
+pub async fn throughput(
+    addr: SocketAddr,
+    client: ClientOptions,
+    opts: &ThroughputOptions,
+) -> Result<Report, ClientError> {
     let mut clients = Vec::with_capacity(opts.clients);
     for _ in 0..opts.clients.max(1) {
         clients.push(Client::connect(addr, client.clone()).await?);

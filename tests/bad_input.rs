@@ -262,7 +262,7 @@ async fn oversize_posts_are_typed_errors() {
     let err = a
         .post(Key::new("big", 1), vec![0u8; 1025])
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(
             err,
@@ -278,12 +278,15 @@ async fn oversize_posts_are_typed_errors() {
     let err = a
         .post(Key::new("big", 1), vec![0u8; 2 << 20])
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(err, ClientError::Server(WireError::TooLarge { .. })),
         "{err}"
     );
-    let err = a.post(Key::new("x".repeat(256), 1), "k").await.unwrap_err();
+    let err = a
+        .post(Key::new("x".repeat(256), 1), "k")
+        .await
+        .expect_err("must be refused");
     assert!(
         matches!(err, ClientError::Server(WireError::InvalidKey { .. })),
         "{err}"
@@ -296,7 +299,7 @@ async fn full_node_refuses_with_server_full() {
     let n = node_with(|c| c.max_clients = 2).await;
     let a = n.client().await;
     let _b = n.client().await;
-    let err = n.client_with(|_| {}).await.unwrap_err();
+    let err = n.client_with(|_| {}).await.expect_err("must be refused");
     assert_eq!(err, ClientError::Refused(WireError::ServerFull { max: 2 }));
     bystander_works(&a, 8).await;
 }
@@ -330,7 +333,7 @@ async fn class_tokens_reserved_keys_and_filter_rules() {
             o.token = Some("guess".into());
         })
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(wrong, ClientError::Refused(WireError::Forbidden { .. })),
         "{wrong}"
@@ -338,7 +341,7 @@ async fn class_tokens_reserved_keys_and_filter_rules() {
     let unknown = n
         .client_with(|o| o.class = Some("admin".into()))
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(unknown, ClientError::Refused(WireError::Forbidden { .. })),
         "{unknown}"
@@ -359,7 +362,7 @@ async fn class_tokens_reserved_keys_and_filter_rules() {
     let denied = player
         .post(Key::new("servers", 2), "fake")
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(denied, ClientError::Server(WireError::Forbidden { .. })),
         "{denied}"
@@ -367,7 +370,7 @@ async fn class_tokens_reserved_keys_and_filter_rules() {
     let reserved = server
         .post(Key::new("cloud.nodes", 0), "x")
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(reserved, ClientError::Server(WireError::Forbidden { .. })),
         "{reserved}"

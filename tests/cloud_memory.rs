@@ -154,7 +154,10 @@ async fn session_blob_and_ping() {
         .await
         .expect("connect with session");
     a.set_session(vec![1u8; 64]).await.expect("fits");
-    let err = a.set_session(vec![1u8; 65]).await.unwrap_err();
+    let err = a
+        .set_session(vec![1u8; 65])
+        .await
+        .expect_err("must be refused");
     assert!(
         matches!(
             err,
@@ -166,7 +169,7 @@ async fn session_blob_and_ping() {
     let big = n
         .client_with(|o| o.session = Some(Bytes::from(vec![0u8; 100])))
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(big, ClientError::Refused(WireError::TooLarge { .. })),
         "{big}"

@@ -146,7 +146,7 @@ async fn quota_rejection_is_typed_and_leaves_every_row_intact() {
     let err = a
         .post(Key::new("shared", 3), vec![1u8; 3000])
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(
             err,
@@ -159,7 +159,7 @@ async fn quota_rejection_is_typed_and_leaves_every_row_intact() {
     let err = a
         .post(Key::new("shared", 1), vec![1u8; 4000])
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(err, ClientError::Server(WireError::QuotaExceeded { .. })),
         "{err}"
@@ -190,7 +190,7 @@ async fn rejections_are_never_silent() {
     let err = a
         .get(vec![spec("a"), spec("b"), spec("c")])
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     assert!(
         matches!(
             err,
@@ -198,7 +198,10 @@ async fn rejections_are_never_silent() {
         ),
         "{err}"
     );
-    let err = a.post(Key::new("cloud.load", 0), "x").await.unwrap_err();
+    let err = a
+        .post(Key::new("cloud.load", 0), "x")
+        .await
+        .expect_err("must be refused");
     assert!(
         matches!(err, ClientError::Server(WireError::Forbidden { .. })),
         "{err}"

@@ -12,7 +12,7 @@ async fn wrong_pin_is_refused_with_a_clear_message() {
     let n = node().await;
     let err = Client::connect(n.addr(), ClientOptions::new(Trust::Pin([0u8; 32])))
         .await
-        .unwrap_err();
+        .expect_err("must be refused");
     match err {
         ClientError::Connect { reason, .. } => assert!(reason.contains("fingerprint"), "{reason}"),
         other => panic!("expected a connect error, got {other}"),
@@ -86,7 +86,7 @@ async fn missing_ca_file_is_a_config_error() {
         ClientOptions::new(Trust::CaFile("/nonexistent/ca.pem".into())),
     )
     .await
-    .unwrap_err();
+    .expect_err("must be refused");
     assert!(
         matches!(err, ClientError::Config(ref m) if m.contains("/nonexistent/ca.pem")),
         "{err}"
@@ -114,6 +114,6 @@ async fn node_shutdown_reaches_clients_with_its_reason() {
         None,
         "subscriptions end"
     );
-    let err = c.ping().await.unwrap_err();
+    let err = c.ping().await.expect_err("must be refused");
     assert!(matches!(err, ClientError::Closed { .. }), "{err}");
 }

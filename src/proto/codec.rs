@@ -239,7 +239,7 @@ mod tests {
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3][..]);
         let err = FrameDecoder::new(1 << 20)
             .decode::<ClientFrame>(&mut buf)
-            .unwrap_err();
+            .expect_err("must be refused");
         assert!(
             matches!(
                 err,
@@ -263,7 +263,7 @@ mod tests {
         };
         let mut out = BytesMut::new();
         out.extend_from_slice(b"keep");
-        let err = encode_frame(&frame, 1000, &mut out).unwrap_err();
+        let err = encode_frame(&frame, 1000, &mut out).expect_err("must be refused");
         assert!(matches!(err, CodecError::TooLarge { .. }));
         assert_eq!(
             &out[..],
@@ -285,7 +285,10 @@ mod tests {
 
         let cut = &hello[..hello.len() - 1];
         let mut part = FrameReader::new(cut, 1024);
-        let err = part.next::<ClientFrame>().await.unwrap_err();
+        let err = part
+            .next::<ClientFrame>()
+            .await
+            .expect_err("must be refused");
         assert!(matches!(err, CodecError::Truncated { .. }), "{err}");
     }
 }

@@ -145,7 +145,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::write(dir.path().join(CERT_FILE), "hello").expect("write");
         fs::write(dir.path().join(KEY_FILE), "hello").expect("write");
-        let err = Identity::load_or_generate(dir.path(), &[]).unwrap_err();
+        let err = Identity::load_or_generate(dir.path(), &[]).expect_err("must be refused");
         assert!(err.to_string().contains("no CERTIFICATE"), "{err}");
     }
 }
