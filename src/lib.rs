@@ -13,3 +13,8 @@ pub mod transport;
 
 pub use config::NodeConfig;
 pub use node::{Node, NodeError};
+
+/// Compiles the README's Rust example as a doctest, so the documented API cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
