@@ -1,1 +1,91 @@
-fn main() {}
+//! `cloudd`: flags and config, logging, signals; everything else is the library.
+
+mod config;
+mod logging;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use cloudmesh::{Node, NodeError};
+use tokio::signal::unix::{signal, SignalKind};
+
+use config::{LogFormat, Settings};
+
+/// Exit code for a configuration the daemon cannot use (same as clap's usage errors).
+const EXIT_CONFIG: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = config::Cli::parse();
+    let check_only = cli.check_config;
+    let settings = match config::load(cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cloudd: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if check_only {
+        print!("{}", settings.summary());
+        return ExitCode::SUCCESS;
+    }
+    // Held to the end of main: dropping it flushes buffered file logs.
+    let _log_guard = match logging::init(&settings.log) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("cloudd: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cloudd stopped with an error");
+            eprintln!("cloudd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Installed before the node announces itself, so a supervisor (or test) that signals
+    // right after the announcement gets a clean shutdown rather than the default action.
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+
+    let data_dir = settings.node.data_dir.clone();
+    let node = Node::start(settings.node).await.map_err(|e| match e {
+        NodeError::Transport(e) => anyhow::anyhow!(
+            "cannot load or create the node's TLS identity in {}: {e} \
+             (choose a writable directory with --data-dir)",
+            data_dir.display()
+        ),
+        other => anyhow::Error::new(other).context("cannot start the node"),
+    })?;
+    announce(&node, settings.log.format);
+
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, "shutting down: closing every client");
+    node.shutdown("node shutting down").await;
+    Ok(())
+}
+
+/// Tells the operator where the node listens and what clients must pin, in one line that
+/// scripts can parse (`listening on ADDR;` and `fingerprint sha256:HEX`).
+fn announce(node: &Node, format: LogFormat) {
+    let (name, addr, fp) = (node.name(), node.local_addr(), node.fingerprint());
+    match format {
+        // Printed directly so it shows whatever the log filter is.
+        LogFormat::Human => eprintln!(
+            "cloudd: node \"{name}\" listening on {addr}; certificate fingerprint \
+             sha256:{fp} (clients: --pin {fp})"
+        ),
+        // Keep stderr all JSON for log collectors.
+        LogFormat::Json => tracing::info!(node = name, listen = %addr, fingerprint = fp,
+            "node \"{name}\" listening on {addr}; clients: --pin {fp}"),
+    }
+}

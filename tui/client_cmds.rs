@@ -1,0 +1,350 @@
+//! The mesh-client verbs `post`, `get` and `watch`: they talk to a node over QUIC exactly
+//! like a game client would, through the library's SDK.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use cloudmesh::client::{Client, ClientError, ClientOptions};
+use cloudmesh::proto::{GetPage, GetQuery, KeySpec, DEFAULT_PORT};
+use cloudmesh::transport::Trust;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::cli::{ConnectArgs, GetArgs, PostArgs, UsageError, WatchArgs};
+use crate::output;
+
+const NO_TRUST: &str = "say how to trust the node, with one of:\n  \
+    --pin FINGERPRINT  the node's certificate fingerprint (or env CLOUDMESH_PIN); cloudd \
+    prints it at start: `certificate fingerprint sha256:HEX (clients: --pin HEX)`\n  \
+    --ca FILE          a PEM file with the CA that issued the node's certificate \
+    (with --server-name NAME if the name differs from the --server host)\n  \
+    --insecure         check nothing: anyone on the network path could pose as the node \
+    (local development only)";
+
+/// Ctrl-C or SIGTERM: the ways a user or supervisor asks a long-running verb to stop.
+struct Stop {
+    int: Signal,
+    term: Signal,
+}
+
+impl Stop {
+    fn new() -> anyhow::Result<Stop> {
+        Ok(Stop {
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+fn trust(args: &ConnectArgs) -> Result<Trust, UsageError> {
+    match (&args.pin, &args.ca, args.insecure) {
+        (Some(pin), None, false) => Ok(Trust::Pin(*pin)),
+        (None, Some(ca), false) => Ok(Trust::CaFile(ca.clone())),
+        (None, None, true) => {
+            eprintln!(
+                "cloudctl: warning: --insecure: the node's identity is not checked, so anyone \
+                 on the network path could pose as it; use this for local development only"
+            );
+            Ok(Trust::InsecureDevOnly)
+        }
+        (None, None, false) => Err(UsageError(NO_TRUST.to_owned())),
+        // clap's conflicts_with rules this out; say so plainly if it ever happens.
+        _ => Err(UsageError(
+            "give only one of --pin, --ca and --insecure".to_owned(),
+        )),
+    }
+}
+
+/// Splits `HOST:PORT` (or `[V6]:PORT`, or a bare host) into host and port.
+fn split_server(server: &str) -> Result<(String, u16), UsageError> {
+    if let Ok(addr) = server.parse::<SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    if let Ok(ip) = server.parse::<IpAddr>() {
+        return Ok((ip.to_string(), DEFAULT_PORT));
+    }
+    let bad = || UsageError(format!("--server {server:?} is not HOST:PORT"));
+    let (host, port) = match server.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+        None => (server, DEFAULT_PORT),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// Resolves `--server` to one address, and the host name to expect in its certificate.
+async fn resolve(server: &str, timeout: Duration) -> anyhow::Result<(SocketAddr, String)> {
+    let (host, port) = split_server(server)?;
+    let lookup = tokio::net::lookup_host((host.as_str(), port));
+    let mut addrs = tokio::time::timeout(timeout, lookup)
+        .await
+        .map_err(|_| anyhow!("cannot resolve {host}: no answer within {timeout:?}"))?
+        .with_context(|| format!("cannot resolve {host} (--server {server})"))?;
+    let addr = addrs.next();
+    drop(addrs);
+    let addr = addr.ok_or_else(|| anyhow!("{host} (--server {server}) has no address"))?;
+    Ok((addr, host))
+}
+
+/// Connects and completes the handshake, or explains what to check.
+async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
+    let trust = trust(args)?;
+    let (addr, host) = resolve(&args.server, args.connect_timeout).await?;
+    let mut opts = ClientOptions::new(trust.clone());
+    opts.server_name = args.server_name.clone().unwrap_or(host);
+    opts.class = args.class.clone();
+    opts.token = args.token.clone();
+    opts.connect_timeout = args.connect_timeout;
+    Client::connect(addr, opts)
+        .await
+        .map_err(|e| explain_connect(e, &trust))
+}
+
+fn explain_connect(e: ClientError, trust: &Trust) -> anyhow::Error {
+    let hint = match (&e, trust) {
+        (ClientError::Connect { reason, .. }, Trust::Pin(_))
+            if reason.contains("fingerprint") || reason.contains("certificate") =>
+        {
+            "the node's certificate fingerprint is not the one given with --pin; cloudd \
+             prints its fingerprint at start (`certificate fingerprint sha256:HEX`)"
+        }
+        (ClientError::Connect { reason, .. }, Trust::CaFile(_))
+            if reason.contains("certificate") =>
+        {
+            "the node's certificate is not issued by the --ca file for the expected name \
+             (set it with --server-name)"
+        }
+        (ClientError::Connect { reason, .. }, _) if reason.contains("no answer") => {
+            "is cloudd running there? (set the address with --server or CLOUDMESH_SERVER)"
+        }
+        _ => "",
+    };
+    if hint.is_empty() {
+        anyhow!(e)
+    } else {
+        anyhow!("{e}\n  hint: {hint}")
+    }
+}
+
+fn owners(list: &[cloudmesh::proto::ClientId]) -> Option<Vec<cloudmesh::proto::ClientId>> {
+    (!list.is_empty()).then(|| list.to_vec())
+}
+
+fn spec_list(keys: &[KeySpec]) -> String {
+    keys.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn read_data(args: &PostArgs) -> anyhow::Result<Bytes> {
+    if let Some(path) = &args.file {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(data.into());
+    }
+    match args.data.as_deref() {
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read the data from standard input")?;
+            Ok(buf.into())
+        }
+        Some(text) => Ok(Bytes::copy_from_slice(text.as_bytes())),
+        None => {
+            Err(UsageError("give the data, `-` for standard input, or --file PATH".into()).into())
+        }
+    }
+}
+
+/// `cloudctl post`.
+pub async fn post(args: PostArgs, json: bool) -> anyhow::Result<()> {
+    let data = read_data(&args)?;
+    let mut stop = Stop::new()?;
+    let client = connect(&args.conn).await?;
+    let version = client
+        .post(args.key.clone(), data)
+        .await
+        .map_err(|e| anyhow!("cannot post {}: {e}", args.key))?;
+    let note = match args.hold {
+        Some(d) => format!(
+            "holding the row for {} (a row lives only while its client is connected)",
+            humantime::format_duration(d)
+        ),
+        None => "holding the row until Ctrl-C (a row lives only while its client is connected)"
+            .to_owned(),
+    };
+    if json {
+        output::json_line(&output::PostedJson {
+            key: args.key.to_string(),
+            version,
+            client: client.id().to_string(),
+            node: client.node_name(),
+        })
+        .context("cannot write to stdout")?;
+        eprintln!("cloudctl: {note}");
+    } else {
+        output::line(&format!(
+            "posted {} version {version} as client {} on node {}",
+            args.key,
+            client.id(),
+            client.node_name()
+        ))
+        .and_then(|()| output::line(&note))
+        .context("cannot write to stdout")?;
+    }
+    let hold = async {
+        match args.hold {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let closed_by_node = tokio::select! {
+        _ = stop.wait() => None,
+        _ = hold => None,
+        why = client.closed() => Some(why),
+    };
+    if let Some(why) = closed_by_node {
+        bail!("the row is gone because the connection ended: {why}");
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// Up to `max` rows, page by page.
+async fn get_limited(
+    client: &Client,
+    mut query: GetQuery,
+    max: u32,
+) -> Result<GetPage, ClientError> {
+    let mut all = GetPage::default();
+    loop {
+        let have = u32::try_from(all.rows.len()).unwrap_or(u32::MAX);
+        query.limit = max.saturating_sub(have);
+        let page = client.get_page(query.clone()).await?;
+        all.rows.extend(page.rows);
+        for n in page.incomplete {
+            if !all.incomplete.contains(&n) {
+                all.incomplete.push(n);
+            }
+        }
+        all.rows.truncate(max as usize);
+        match page.next {
+            Some(cursor) if all.rows.len() < max as usize => query.start = Some(cursor),
+            _ => return Ok(all),
+        }
+    }
+}
+
+/// `cloudctl get`.
+pub async fn get(args: GetArgs, json: bool) -> anyhow::Result<()> {
+    let client = connect(&args.conn).await?;
+    let query = GetQuery {
+        keys: args.keys.clone(),
+        owners: owners(&args.owners),
+        ..GetQuery::default()
+    };
+    let page = match args.limit {
+        Some(max) => get_limited(&client, query, max).await,
+        None => client.get_all(query).await,
+    }
+    .map_err(|e| anyhow!("cannot get {}: {e}", spec_list(&args.keys)))?;
+    client.close().await;
+    for node in &page.incomplete {
+        eprintln!(
+            "cloudctl: node {node} did not answer in time; its rows are missing (incomplete)"
+        );
+    }
+    let write = || -> std::io::Result<()> {
+        if json {
+            for row in &page.rows {
+                output::json_line(&output::row_json(row))?;
+            }
+        } else if page.rows.is_empty() {
+            eprintln!("no rows");
+        } else {
+            for line in output::table(&page.rows) {
+                output::line(&line)?;
+            }
+        }
+        Ok(())
+    };
+    write().context("cannot write to stdout")
+}
+
+/// `cloudctl watch`.
+pub async fn watch(args: WatchArgs, json: bool) -> anyhow::Result<()> {
+    let mut stop = Stop::new()?;
+    let client = connect(&args.conn).await?;
+    let specs = spec_list(&args.keys);
+    let (rows, mut sub) = client
+        .subscribe(args.keys.clone(), owners(&args.owners))
+        .await
+        .map_err(|e| anyhow!("cannot watch {specs}: {e}"))?;
+    let print = |kind: &str, row: &cloudmesh::proto::Row, reason| {
+        if json {
+            output::json_line(&output::event_json(kind, row, reason))
+        } else {
+            output::line(&output::event_human(kind, row, reason))
+        }
+        .context("cannot write to stdout")
+    };
+    for row in &rows {
+        print("snapshot", row, None)?;
+    }
+    let until = match args.count {
+        Some(n) => format!("for {n} change(s)"),
+        None => "until Ctrl-C".to_owned(),
+    };
+    eprintln!(
+        "cloudctl: watching {specs}: {} row(s) in snapshot; waiting {until}",
+        rows.len()
+    );
+    let mut seen = 0u64;
+    while args.count.is_none_or(|n| seen < n) {
+        tokio::select! {
+            event = sub.next() => match event {
+                Some(event) => {
+                    let (kind, row, reason) = output::event_parts(&event);
+                    print(kind, row, reason)?;
+                    seen += 1;
+                }
+                None => bail!("watch ended: {}", client.closed().await),
+            },
+            _ = stop.wait() => break,
+        }
+    }
+    drop(sub);
+    client.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_split() {
+        let ok = |s: &str| split_server(s).expect("valid");
+        assert_eq!(ok("127.0.0.1:7000"), ("127.0.0.1".into(), 7000));
+        assert_eq!(ok("[::1]:7000"), ("::1".into(), 7000));
+        assert_eq!(ok("::1"), ("::1".into(), DEFAULT_PORT));
+        assert_eq!(ok("node.example:9"), ("node.example".into(), 9));
+        assert_eq!(ok("node.example"), ("node.example".into(), DEFAULT_PORT));
+        assert!(split_server("node:port").is_err());
+        assert!(split_server(":7").is_err());
+    }
+}
