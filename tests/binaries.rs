@@ -1,0 +1,482 @@
+//! The real binaries as an operator runs them: `cloudd` processes on 127.0.0.1 port 0 and
+//! `cloudctl` processes talking to them. Every wait is bounded by a deadline, and every
+//! child is killed when its guard drops, so a failing test neither hangs nor leaks.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const CLOUDD: &str = env!("CARGO_BIN_EXE_cloudd");
+const CLOUDCTL: &str = env!("CARGO_BIN_EXE_cloudctl");
+
+/// Generous for a loaded 2-core machine; a hang fails instead of blocking.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A child process whose stdout and stderr lines arrive on channels; killed on drop.
+struct Proc {
+    what: String,
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    /// Every stderr line seen so far, for failure messages.
+    stderr_seen: Vec<String>,
+}
+
+/// Forwards lines from a pipe; a reader thread per pipe keeps the child from blocking on a
+/// full pipe even when the test is not reading.
+fn pump(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A command with no inherited cloudmesh settings, so the developer's environment cannot
+/// change what the test runs.
+fn command(bin: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("CLOUDD_") || n.starts_with("CLOUDMESH_") || n == "RUST_LOG" {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+impl Proc {
+    fn spawn(bin: &str, args: &[&str]) -> Proc {
+        Self::spawn_cmd(command(bin, args))
+    }
+
+    fn spawn_cmd(mut cmd: Command) -> Proc {
+        let what = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdout = pump(child.stdout.take().expect("stdout is piped"));
+        let stderr = pump(child.stderr.take().expect("stderr is piped"));
+        Proc {
+            what,
+            child,
+            stdout,
+            stderr,
+            stderr_seen: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} {} failed", self.pid());
+    }
+
+    /// Collects stderr lines that have arrived.
+    fn drain_stderr(&mut self) {
+        while let Ok(l) = self.stderr.try_recv() {
+            self.stderr_seen.push(l);
+        }
+    }
+
+    fn stderr_text(&mut self) -> String {
+        self.drain_stderr();
+        self.stderr_seen.join("\n")
+    }
+
+    /// The first stderr line matching `pred`, waiting up to the deadline.
+    fn stderr_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(l) = self.stderr_seen.iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            match self
+                .stderr
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+            {
+                Ok(l) => self.stderr_seen.push(l),
+                Err(e) => panic!(
+                    "{}: no stderr line {what} ({e:?}); stderr so far:\n{}",
+                    self.what,
+                    self.stderr_seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The next stdout line, waiting up to the deadline.
+    fn stdout_line(&mut self, what: &str) -> String {
+        match self.stdout.recv_timeout(DEADLINE) {
+            Ok(l) => l,
+            Err(e) => {
+                let why = match e {
+                    RecvTimeoutError::Timeout => "timed out",
+                    RecvTimeoutError::Disconnected => "stdout closed",
+                };
+                let err = self.stderr_text();
+                panic!(
+                    "{}: no stdout line {what} ({why}); stderr:\n{err}",
+                    self.what
+                )
+            }
+        }
+    }
+
+    /// The next stdout line as JSON.
+    fn json_line(&mut self, what: &str) -> Value {
+        let l = self.stdout_line(what);
+        serde_json::from_str(&l).unwrap_or_else(|e| panic!("{what}: {l:?} is not JSON: {e}"))
+    }
+
+    /// Waits for the process to exit, up to the deadline.
+    fn wait(&mut self) -> ExitStatus {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait works") {
+                return status;
+            }
+            if Instant::now() >= end {
+                let err = self.stderr_text();
+                panic!(
+                    "{} did not exit within {DEADLINE:?}; stderr:\n{err}",
+                    self.what
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for exit, then returns the status, all stdout and all stderr.
+    fn finish(mut self) -> (ExitStatus, String, String) {
+        let status = self.wait();
+        // The pipes close at exit, so these loops end once the pumps have forwarded all.
+        let out: Vec<String> = self.stdout.iter().collect();
+        let rest: Vec<String> = self.stderr.iter().collect();
+        self.stderr_seen.extend(rest);
+        (status, out.join("\n"), self.stderr_seen.join("\n"))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `cloudd` with the address and fingerprint it announced.
+struct Daemon {
+    proc: Proc,
+    addr: String,
+    fingerprint: String,
+}
+
+fn start_cloudd(data_dir: &Path) -> Daemon {
+    let dir = data_dir.to_str().expect("temp dir path is UTF-8");
+    let mut proc = Proc::spawn(
+        CLOUDD,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir,
+            "--name",
+            "test-node",
+        ],
+    );
+    let line = proc.stderr_line("announcing the address and fingerprint", |l| {
+        l.contains("listening on ") && l.contains("fingerprint sha256:")
+    });
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .expect("address after `listening on`")
+        .to_owned();
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    let fingerprint = line
+        .split("fingerprint sha256:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("hex after `fingerprint sha256:`")
+        .to_owned();
+    assert_eq!(fingerprint.len(), 64, "{line}");
+    Daemon {
+        proc,
+        addr,
+        fingerprint,
+    }
+}
+
+impl Daemon {
+    /// `cloudctl VERB ARGS... --server ADDR --pin FP`.
+    fn ctl(&self, args: &[&str]) -> Proc {
+        let mut all = args.to_vec();
+        all.extend(["--server", &self.addr, "--pin", &self.fingerprint]);
+        Proc::spawn(CLOUDCTL, &all)
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+#[test]
+fn post_get_watch_between_processes() {
+    let dir = tempdir();
+    let d = start_cloudd(dir.path());
+
+    let mut post = d.ctl(&["post", "players/3", "hello", "--hold", "60s"]);
+    let posted = post.stdout_line("posted ...");
+    assert!(posted.starts_with("posted players/3 version "), "{posted}");
+    assert!(posted.ends_with("on node test-node"), "{posted}");
+
+    // The post reports success only once the node applied it, but poll anyway: nothing
+    // here should depend on timing.
+    let end = Instant::now() + DEADLINE;
+    let rows = loop {
+        let (status, out, err) = d.ctl(&["get", "players", "--json"]).finish();
+        assert!(status.success(), "get failed: {err}");
+        let rows: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("get --json prints JSON lines"))
+            .collect();
+        if !rows.is_empty() || Instant::now() >= end {
+            break rows;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["key"], "players/3");
+    assert_eq!(row["primary"], "players");
+    assert_eq!(row["secondary"], 3);
+    assert_eq!(row["data"], "hello");
+    assert_eq!(row["data_hex"], "68656c6c6f");
+    assert_eq!(row["owner"].as_str().map(str::len), Some(16), "{row}");
+    assert_eq!(row["node"].as_str().map(str::len), Some(32), "{row}");
+    assert!(row["version"].as_u64().is_some() && row["updated_at_ms"].as_u64().is_some());
+
+    let mut watch = d.ctl(&["watch", "players", "--json", "--count", "1"]);
+    let snap = watch.json_line("the snapshot row");
+    assert_eq!(snap["event"], "snapshot");
+    assert_eq!(snap["key"], "players/3");
+    assert_eq!(snap["owner"], row["owner"]);
+
+    // A stopped poster takes its row with it.
+    post.signal("-TERM");
+    let status = post.wait();
+    assert!(status.success(), "post exits 0 on SIGTERM: {status:?}");
+
+    let del = watch.json_line("the deletion");
+    assert_eq!(del["event"], "deleted", "{del}");
+    assert_eq!(del["reason"], "disconnected", "{del}");
+    assert_eq!(del["key"], "players/3");
+    assert_eq!(del["data"], "hello", "a deletion carries the last data");
+    let status = watch.wait();
+    assert!(status.success(), "watch --count 1 exits 0: {status:?}");
+
+    let (status, _, err) = d.ctl(&["get", "players"]).finish();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("no rows"), "{err}");
+}
+
+#[test]
+fn trust_options_insecure_wrong_pin_and_none() {
+    let dir = tempdir();
+    let d = start_cloudd(dir.path());
+
+    let (status, out, err) = Proc::spawn(
+        CLOUDCTL,
+        &[
+            "get",
+            "cloud.nodes",
+            "--json",
+            "--insecure",
+            "--server",
+            &d.addr,
+        ],
+    )
+    .finish();
+    assert!(status.success(), "--insecure get: {err}");
+    assert!(err.contains("not checked"), "--insecure warns: {err}");
+    assert!(out.contains("test-node"), "the node's own row: {out}");
+
+    let wrong = "ab".repeat(32);
+    let (status, _, err) = Proc::spawn(
+        CLOUDCTL,
+        &["get", "players", "--pin", &wrong, "--server", &d.addr],
+    )
+    .finish();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "wrong pin is an operational error: {err}"
+    );
+    assert!(err.contains("fingerprint"), "{err}");
+    assert!(
+        err.contains(&d.fingerprint),
+        "names the node's real fingerprint: {err}"
+    );
+
+    let (status, _, err) = Proc::spawn(CLOUDCTL, &["get", "players", "--server", &d.addr]).finish();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "no trust option is a usage error: {err}"
+    );
+    for choice in ["--pin", "--ca", "--insecure", "fingerprint"] {
+        assert!(err.contains(choice), "explains {choice}: {err}");
+    }
+
+    let (status, _, err) = Proc::spawn(
+        CLOUDCTL,
+        &["get", "players", "--pin", "nothex", "--server", &d.addr],
+    )
+    .finish();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "a malformed pin is a usage error: {err}"
+    );
+}
+
+#[test]
+fn sigterm_closes_clients_with_the_reason_and_exits_zero() {
+    let dir = tempdir();
+    let mut d = start_cloudd(dir.path());
+
+    let mut watch = d.ctl(&["watch", "players", "--json"]);
+    watch.stderr_line("saying the watch is live", |l| {
+        l.contains("watching players")
+    });
+    let mut post = d.ctl(&["post", "players/1", "x"]);
+    post.stdout_line("posted ...");
+
+    d.proc.signal("-TERM");
+    let status = d.proc.wait();
+    assert!(status.success(), "cloudd exits 0 on SIGTERM: {status:?}");
+
+    for p in [watch, post] {
+        let (status, _, err) = p.finish();
+        assert_eq!(status.code(), Some(1), "client exits 1: {err}");
+        assert!(
+            err.contains("shutting down"),
+            "says the node shut down: {err}"
+        );
+    }
+}
+
+#[test]
+fn restart_on_the_same_data_dir_keeps_the_fingerprint() {
+    let dir = tempdir();
+    let mut first = start_cloudd(dir.path());
+    first.proc.signal("-TERM");
+    assert!(first.proc.wait().success());
+    let second = start_cloudd(dir.path());
+    assert_eq!(first.fingerprint, second.fingerprint);
+    let (status, _, err) = second.ctl(&["get", "players"]).finish();
+    assert!(status.success(), "the old pin still works: {err}");
+}
+
+fn check_config(args: &[&str], envs: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut cmd = command(CLOUDD, args);
+    cmd.arg("--check-config").envs(envs.iter().copied());
+    Proc::spawn_cmd(cmd).finish()
+}
+
+#[test]
+fn config_files_are_checked() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/cloudd.example.toml");
+    let (status, out, err) = check_config(&["--config", example], &[]);
+    assert!(status.success(), "the example parses: {err}");
+    assert!(out.contains("configuration OK"), "{out}");
+    assert!(out.contains("0.0.0.0:7946"), "{out}");
+
+    let dir = tempdir();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listen = \"127.0.0.1:7000\"\nmax_clientz = 5\n").expect("write");
+    let bad = bad.to_str().expect("UTF-8 path");
+    let (status, _, err) = check_config(&["--config", bad], &[]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("max_clientz"), "names the key: {err}");
+    assert!(err.contains(bad), "names the file: {err}");
+
+    let contradictory = dir.path().join("c.toml");
+    std::fs::write(
+        &contradictory,
+        "idle_timeout = \"1s\"\nkeep_alive = \"2s\"\n",
+    )
+    .expect("write");
+    let c = contradictory.to_str().expect("UTF-8 path");
+    let (status, _, err) = check_config(&["--config", c], &[]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("keep_alive"), "{err}");
+
+    // Precedence: flag > environment > file > default.
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "name = \"from-file\"\nlisten = \"127.0.0.1:7000\"\n").expect("write");
+    let good = good.to_str().expect("UTF-8 path");
+    let (status, out, err) = check_config(&["--config", good], &[]);
+    assert!(status.success(), "{err}");
+    assert!(
+        out.contains("from-file") && out.contains("127.0.0.1:7000"),
+        "{out}"
+    );
+    let (_, out, _) = check_config(&["--config", good], &[("CLOUDD_NAME", "from-env")]);
+    assert!(
+        out.contains("from-env") && out.contains("127.0.0.1:7000"),
+        "{out}"
+    );
+    let (_, out, _) = check_config(
+        &["--config", good, "--name", "from-flag"],
+        &[("CLOUDD_NAME", "from-env")],
+    );
+    assert!(out.contains("from-flag"), "{out}");
+    let (_, out, _) = check_config(&[], &[("CLOUDD_CONFIG", good)]);
+    assert!(
+        out.contains("from-file"),
+        "CLOUDD_CONFIG names the file: {out}"
+    );
+}
+
+#[test]
+fn start_errors_say_what_to_do() {
+    let dir = tempdir();
+    let d = start_cloudd(dir.path());
+    // The same UDP port twice: the second cannot bind.
+    let other = tempdir();
+    let (status, _, err) = Proc::spawn(
+        CLOUDD,
+        &[
+            "--listen",
+            &d.addr,
+            "--data-dir",
+            other.path().to_str().expect("UTF-8 path"),
+        ],
+    )
+    .finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("--listen"), "suggests another address: {err}");
+}
