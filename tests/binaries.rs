@@ -480,3 +480,37 @@ fn start_errors_say_what_to_do() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("--listen"), "suggests another address: {err}");
 }
+
+/// CI's smoke run of the benchmark: a tiny load completes and reports sane figures.
+#[test]
+fn bench_throughput_smoke_run() {
+    let dir = tempdir();
+    let node = start_cloudd(dir.path());
+    let bench = node.ctl(&[
+        "--json",
+        "bench",
+        "throughput",
+        "--clients",
+        "2",
+        "--pipeline",
+        "2",
+        "--duration",
+        "500ms",
+    ]);
+    let (status, out, err) = bench.finish();
+    assert!(status.success(), "bench failed: {err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{out:?}: {e}"));
+    assert_eq!(report["scenario"], "throughput");
+    assert!(report["ops"].as_u64().expect("ops") > 0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    for field in ["ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "max_ms"] {
+        assert!(
+            report[field].as_f64().is_some_and(|v| v >= 0.0),
+            "{field} in {report}"
+        );
+    }
+    assert!(
+        report["p50_ms"].as_f64() <= report["max_ms"].as_f64(),
+        "{report}"
+    );
+}

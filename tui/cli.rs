@@ -64,6 +64,51 @@ pub enum Command {
         \"node_lost\". A deletion carries the last data and the deletion's version."
     )]
     Watch(WatchArgs),
+    /// Measure throughput and latency against a node (DESIGN §9 budgets).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `cloudctl bench` scenarios.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Post+get throughput on one node: N clients, each with D requests in flight.
+    #[command(long_about = "Post+get throughput on one node.\n\n\
+        Connects --clients real QUIC clients; each keeps --pipeline requests in flight, \
+        alternating a post of one of --keys keys (--value-size bytes) and a get of it, for \
+        --duration. Prints ops/s and latency percentiles; with --json one object: \
+        {\"scenario\":\"throughput\",\"clients\":N,\"pipeline\":D,\"ops\":..,\"errors\":..,\
+        \"seconds\":..,\"ops_per_sec\":..,\"p50_ms\":..,\"p99_ms\":..,\"p999_ms\":..,\"max_ms\":..}. \
+        Compare with `redis-benchmark -c N -P D -t set,get`. Mind the node's rate_limit \
+        (default 100,000 requests/s per client).")]
+    Throughput(ThroughputArgs),
+}
+
+/// `cloudctl bench throughput`.
+#[derive(Debug, Args)]
+pub struct ThroughputArgs {
+    /// Concurrent client connections
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+
+    /// Requests in flight per client
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+
+    /// How long to measure (e.g. 10s)
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Bytes of data per post
+    #[arg(long, default_value_t = 32)]
+    pub value_size: usize,
+
+    /// Distinct keys per client
+    #[arg(long, default_value_t = 100)]
+    pub keys: u32,
+
+    #[command(flatten)]
+    pub conn: ConnectArgs,
 }
 
 /// How to reach and trust a node, shared by the mesh-client verbs.

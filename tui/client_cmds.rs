@@ -98,21 +98,29 @@ async fn resolve(server: &str, timeout: Duration) -> anyhow::Result<(SocketAddr,
     Ok((addr, host))
 }
 
-/// Connects and completes the handshake, or explains what to check.
-async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
+/// The node's address and the SDK options the connection flags describe.
+pub async fn client_options(args: &ConnectArgs) -> anyhow::Result<(SocketAddr, ClientOptions)> {
     let trust = trust(args)?;
     let (addr, host) = resolve(&args.server, args.connect_timeout).await?;
-    let mut opts = ClientOptions::new(trust.clone());
+    let mut opts = ClientOptions::new(trust);
     opts.server_name = args.server_name.clone().unwrap_or(host);
     opts.class = args.class.clone();
     opts.token = args.token.clone();
     opts.connect_timeout = args.connect_timeout;
+    Ok((addr, opts))
+}
+
+/// Connects and completes the handshake, or explains what to check.
+async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
+    let (addr, opts) = client_options(args).await?;
+    let trust = opts.trust.clone();
     Client::connect(addr, opts)
         .await
         .map_err(|e| explain_connect(e, &trust))
 }
 
-fn explain_connect(e: ClientError, trust: &Trust) -> anyhow::Error {
+/// Adds a hint on what to check to a connection error.
+pub fn explain_connect(e: ClientError, trust: &Trust) -> anyhow::Error {
     let hint = match (&e, trust) {
         (ClientError::Connect { reason, .. }, Trust::Pin(_))
             if reason.contains("fingerprint") || reason.contains("certificate") =>

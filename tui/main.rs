@@ -1,5 +1,6 @@
 //! `cloudctl`: the operator's CLI. Parses the command line and hands each verb to its module.
 
+mod bench_cmd;
 mod cli;
 mod client_cmds;
 mod output;
@@ -17,6 +18,9 @@ async fn main() -> ExitCode {
         Command::Post(args) => client_cmds::post(args, cli.json).await,
         Command::Get(args) => client_cmds::get(args, cli.json).await,
         Command::Watch(args) => client_cmds::watch(args, cli.json).await,
+        Command::Bench(cli::BenchCommand::Throughput(args)) => {
+            bench_cmd::throughput(args, cli.json).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
