@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod mesh;
 pub mod node;
 pub mod proto;
 pub mod store;

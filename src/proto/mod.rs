@@ -7,6 +7,7 @@ mod error;
 mod ids;
 mod messages;
 mod outbox;
+mod peer;
 
 pub use codec::{encode_frame, encode_to_bytes, CodecError, FrameDecoder, FrameReader};
 pub use error::{CloseCode, WireError};
@@ -15,6 +16,7 @@ pub use messages::{
     ClientFrame, DeleteReason, GetPage, GetQuery, Hello, LimitsInfo, Notification, Reply, Request,
     Row, ServerFrame, Welcome,
 };
+pub use peer::{AuthFrame, MemberInfo, NodeState, PeerFrame, ALPN_PEER, PEER_PROTOCOL_VERSION};
 pub use outbox::{outbox, Lagged, Outbox, OutboxWriter};
 
 /// ALPN protocol id spoken by game clients (and `cloudctl post/get/watch`).

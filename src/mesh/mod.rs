@@ -1,0 +1,11 @@
+//! The mesh (§3.5, §4): authenticated peer links, membership, host election, and cloud
+//! memory spread across nodes. This module holds the parts that are pure logic or
+//! self-contained protocol steps; `node::peer` wires them to connections.
+
+mod auth;
+mod membership;
+mod merge;
+
+pub use auth::{authenticate, AuthError, AuthLimiter, MeshError, MeshSecret, Role, MIN_SECRET_LEN};
+pub use membership::{Membership, UNJOINED};
+pub use merge::merge_pages;

@@ -1,0 +1,120 @@
+//! The peer protocol (ALPN `cloudmesh-peer/1`) spoken between nodes of one mesh (§3.5, §4).
+//!
+//! The dialing node opens one bidirectional stream. First the mutual authentication
+//! ([`AuthFrame`]s, nothing else is read before it succeeds), then [`PeerFrame`]s in both
+//! directions on that one ordered stream: a snapshot answer always precedes the changes
+//! after it, which is what keeps a remote get+subscribe atomic.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{GetPage, GetQuery, KeySpec, NodeId, Notification, WireError};
+
+/// ALPN protocol id spoken between nodes.
+pub const ALPN_PEER: &[u8] = b"cloudmesh-peer/1";
+
+/// Highest peer protocol version this build speaks.
+pub const PEER_PROTOCOL_VERSION: u16 = 1;
+
+/// The authentication exchange: a fresh nonce from each side, then a proof from each side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthFrame {
+    /// 32 bytes from the OS RNG, fresh for this connection.
+    Challenge {
+        /// The nonce.
+        nonce: [u8; 32],
+    },
+    /// HMAC-SHA256(secret, TLS exporter ‖ dialer nonce ‖ acceptor nonce ‖ role).
+    Proof {
+        /// The MAC.
+        mac: [u8; 32],
+    },
+}
+
+/// Lifecycle of a node, visible mesh-wide (§4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Connecting to the mesh.
+    Joining,
+    /// Serving and taking placements.
+    Active,
+    /// Moving its clients away; takes no new placements.
+    Draining,
+    /// Drained: no clients left.
+    Drained,
+}
+
+impl NodeState {
+    /// Lower-case name, as in `cloud.nodes` JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Joining => "Joining",
+            NodeState::Active => "Active",
+            NodeState::Draining => "Draining",
+            NodeState::Drained => "Drained",
+        }
+    }
+}
+
+/// What nodes know of each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// This run's id.
+    pub id: NodeId,
+    /// Human name.
+    pub name: String,
+    /// Addresses peers should try, internal first.
+    pub addrs: Vec<SocketAddr>,
+    /// Order of joining: the oldest member (lowest, then lowest id) is host (§4).
+    pub join_seq: u64,
+    /// Lifecycle state.
+    pub state: NodeState,
+}
+
+/// Frames between authenticated nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    /// First frame each way after authentication: who I am and whom I know.
+    Hello {
+        /// Peer protocol version.
+        version: u16,
+        /// The sender.
+        me: MemberInfo,
+        /// Every other member the sender knows of.
+        members: Vec<MemberInfo>,
+        /// Primary keys the sender holds rows under.
+        holds: Vec<String>,
+    },
+    /// Membership news: members joined or changed state.
+    Members(Vec<MemberInfo>),
+    /// The sender now holds (or no longer holds) rows under `primary`.
+    Holds {
+        /// The primary key.
+        primary: String,
+        /// Whether it holds any row there now.
+        held: bool,
+    },
+    /// Read the receiver's local rows (and with `subscribe`, register the sender's interest
+    /// atomically with the snapshot).
+    Get {
+        /// Matches the answer.
+        id: u64,
+        /// The query, applied to the receiver's own rows only.
+        query: GetQuery,
+    },
+    /// Answer to [`PeerFrame::Get`].
+    GetResult {
+        /// The request's id.
+        id: u64,
+        /// The page of local rows.
+        result: Result<GetPage, WireError>,
+    },
+    /// The sender no longer needs changes under these keys.
+    Unsubscribe {
+        /// Specs as they were subscribed.
+        keys: Vec<KeySpec>,
+    },
+    /// A change to a row the receiver subscribed to.
+    Change(Notification),
+}
