@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mesh::MeshSecret;
 use crate::proto::{DEFAULT_MAX_FRAME, DEFAULT_PORT};
 use crate::store::{FilterRule, StoreLimits};
 use crate::transport::Timing;
@@ -47,6 +48,18 @@ pub struct NodeConfig {
     pub filters: Vec<FilterRule>,
     /// Declared client classes; an undeclared class other than `default` is refused.
     pub classes: BTreeMap<String, ClassConfig>,
+    /// Mesh members to join, `NAME[:PORT]` or `IP[:PORT]` (port 7946 when left out); a
+    /// name is resolved to all its A/AAAA records. Empty: this node starts a mesh alone.
+    pub join: Vec<String>,
+    /// The secret every node of the mesh shares; without it the node refuses peers.
+    pub secret: Option<MeshSecret>,
+    /// Addresses peers should use to reach this node, internal first; empty means the
+    /// bound address.
+    pub advertise: Vec<SocketAddr>,
+    /// How long a get waits for other nodes before answering without them (`incomplete`).
+    pub remote_timeout: Duration,
+    /// How often `cloud.load/0` is refreshed.
+    pub load_interval: Duration,
 }
 
 /// Why a configuration cannot work.
@@ -71,6 +84,11 @@ impl NodeConfig {
             limits: StoreLimits::default(),
             filters: Vec::new(),
             classes: BTreeMap::new(),
+            join: Vec::new(),
+            secret: None,
+            advertise: Vec::new(),
+            remote_timeout: Duration::from_secs(2),
+            load_interval: Duration::from_secs(2),
         }
     }
 
@@ -105,6 +123,13 @@ impl NodeConfig {
                 "keep_alive ({:?}) must be shorter than idle_timeout ({:?})",
                 self.timing.keep_alive, self.timing.idle_timeout
             ));
+        }
+        if !self.join.is_empty() && self.secret.is_none() {
+            return fail(
+                "joining a mesh needs the mesh secret that every node shares: give --secret-file FILE \
+                 or the CLOUDD_SECRET environment variable (make one with: head -c 32 /dev/urandom | base64)"
+                    .into(),
+            );
         }
         if self.name.is_empty() {
             return fail("name must not be empty".into());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 use super::rate::TokenBucket;
-use super::{now_ms, Link, Shared};
+use super::{now_ms, peer, Link, Shared};
 use crate::proto::{
     encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, DeleteReason, FrameReader,
     Hello, LimitsInfo, Reply, Request, ServerFrame, Welcome, WireError, MIN_PROTOCOL_VERSION,
@@ -35,16 +35,9 @@ impl Ending {
     }
 }
 
-/// Serves one incoming connection to its end.
-pub(super) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
-    let remote = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(%remote, error = %e, "handshake failed");
-            return;
-        }
-    };
+/// Serves one client connection to its end.
+pub(super) async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
+    let remote = conn.remote_address();
     let timeout = shared.config.handshake_timeout;
     let (mut send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
         Ok(Ok(streams)) => streams,
@@ -116,8 +109,9 @@ pub(super) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
             .store
             .remove_client(client, DeleteReason::Disconnected, now_ms());
         for fan in fans {
-            hub.deliver(fan, shared.config.max_frame);
+            hub.deliver(fan, shared.config.max_frame, true);
         }
+        hub.flush_holds(shared.config.max_frame);
     }
     drop(outbox);
     match ending {
@@ -242,6 +236,7 @@ fn admit(
             outbox: outbox.clone(),
             conn: conn.clone(),
             lagged: false,
+            peer: None,
         },
     );
     Ok((id, outbox, writer))
@@ -249,7 +244,7 @@ fn admit(
 
 /// Reads and answers requests until the client leaves (`None`) or must be closed.
 async fn request_loop(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     client: ClientId,
     outbox: &Outbox,
     reader: &mut FrameReader<quinn::RecvStream>,
@@ -300,7 +295,7 @@ async fn request_loop(
     }
 }
 
-fn respond(shared: &Shared, outbox: &Outbox, id: u64, result: Result<Reply, WireError>) {
+pub(super) fn respond(shared: &Shared, outbox: &Outbox, id: u64, result: Result<Reply, WireError>) {
     let max = shared.config.max_frame;
     let frame = encode_to_bytes(&ServerFrame::Response { id, result }, max).or_else(|e| {
         let err = WireError::TooLarge {
@@ -326,38 +321,44 @@ fn respond(shared: &Shared, outbox: &Outbox, id: u64, result: Result<Reply, Wire
 }
 
 /// Runs one request against the store. The response is queued under the same lock as the
-/// change, so a get+subscribe's snapshot precedes every notification after it.
-fn handle(shared: &Shared, client: ClientId, outbox: &Outbox, id: u64, op: Request) {
+/// change, so a get+subscribe's snapshot precedes every notification after it. A get that
+/// other nodes must answer too is finished by a task once they did (or timed out).
+fn handle(shared: &Arc<Shared>, client: ClientId, outbox: &Outbox, id: u64, op: Request) {
     let now = now_ms();
     let max = shared.config.max_frame;
     let mut hub = shared.hub();
     let result = match op {
-        Request::Post { key, data } => {
-            hub.store
-                .post(client, key, data, now)
-                .map(|(version, fan)| {
-                    hub.deliver(fan, max);
-                    Reply::Posted { version }
-                })
-        }
+        Request::Post { key, data } => hub.store.post(client, key, data, now).map(|(version, fan)| {
+            hub.deliver(fan, max, true);
+            Reply::Posted { version }
+        }),
         Request::Release { keys } => hub.store.release(client, &keys, now).map(|fans| {
             let count = fans.len() as u32;
             for fan in fans {
-                hub.deliver(fan, max);
+                hub.deliver(fan, max, true);
             }
             Reply::Released { count }
         }),
-        Request::Get(query) => hub.store.get(client, &query).map(Reply::Rows),
+        Request::Get(query) => {
+            let targets = peer::targets_for(&hub, &query);
+            match hub.store.get(client, &query) {
+                Ok(local) if !targets.is_empty() => {
+                    let waits = peer::send_gets(shared, &hub, &targets, &query);
+                    drop(hub);
+                    tokio::spawn(peer::answer_merged(shared.clone(), outbox.clone(), id, local, waits, query.limit));
+                    return;
+                }
+                other => other.map(Reply::Rows),
+            }
+        }
         Request::Unsubscribe { keys, owners } => hub
             .store
             .unsubscribe(client, &keys, owners.as_deref())
             .map(|count| Reply::Unsubscribed { count }),
-        Request::SetSession { data } => hub
-            .store
-            .set_session(client, data)
-            .map(|()| Reply::SessionSet),
+        Request::SetSession { data } => hub.store.set_session(client, data).map(|()| Reply::SessionSet),
         Request::Ping => Ok(Reply::Pong),
     };
+    hub.flush_holds(max);
     respond(shared, outbox, id, result);
     drop(hub);
 }

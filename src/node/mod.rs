@@ -1,26 +1,31 @@
 //! Composes the pieces into a running node: `Node::start(config)` binds the QUIC endpoint,
-//! loads or makes the TLS identity, and serves clients until `shutdown`.
+//! loads or makes the TLS identity, joins or starts a mesh, and serves clients and peers
+//! until `shutdown`.
 
 mod conn;
-
+mod load;
+mod peer;
 mod rate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, NodeConfig};
-use crate::proto::{encode_to_bytes, ClientId, CloseCode, Key, NodeId, ServerFrame};
+use crate::mesh::{AuthLimiter, Membership, UNJOINED};
+use crate::proto::{
+    encode_to_bytes, ClientId, CloseCode, GetPage, Key, MemberInfo, NodeId, NodeState, Outbox, PeerFrame, Row,
+    ServerFrame, ALPN_CLIENT, ALPN_PEER,
+};
 use crate::store::{Fanout, Filters, Store, StoreStats};
-use crate::transport::{self, Identity, TransportError};
-
-use crate::proto::Outbox;
+use crate::transport::{self, Identity, TransportError, Trust};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +46,7 @@ pub enum NodeError {
     },
 }
 
-/// The node's own row under `cloud.nodes/0` (§3.4). JSON, so any client can read it.
+/// A node's row under `cloud.nodes/0` (§3.4). JSON, so any client can read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
     /// Node name.
@@ -56,7 +61,7 @@ pub struct NodeRecord {
     pub host: bool,
 }
 
-/// A connected client as the node tracks it.
+/// Where a link's frames go.
 #[derive(Debug)]
 struct Link {
     /// Its outgoing queue.
@@ -65,53 +70,165 @@ struct Link {
     conn: quinn::Connection,
     /// Set once it has been closed as a slow consumer, so that is logged once.
     lagged: bool,
+    /// `Some` for the stand-in identity of a peer node's interest.
+    peer: Option<NodeId>,
 }
 
-/// Store plus the outgoing queues of connected clients, under one lock: a change and the
-/// queueing of its notifications happen in one step, which keeps per-row order (§2).
+/// An authenticated connection to another node.
+#[derive(Debug)]
+struct PeerLink {
+    /// The store identity holding that node's subscriptions here.
+    pseudo: ClientId,
+    /// Its outgoing queue.
+    outbox: Outbox,
+    /// The connection.
+    conn: quinn::Connection,
+    /// Which side dialed; of two links between the same nodes, the one dialed by the lower
+    /// id is kept, so both ends make the same choice.
+    dialer: NodeId,
+}
+
+/// Store, mesh view and the outgoing queues of every link, under one lock: a change and
+/// the queueing of its notifications happen in one step, which keeps per-row order (§2).
 #[derive(Debug)]
 struct Hub {
     store: Store,
     links: HashMap<ClientId, Link>,
+    /// The node's own identity, owner of its `cloud.` rows.
+    system: ClientId,
+    members: Membership,
+    peers: HashMap<NodeId, PeerLink>,
+    /// Which nodes hold rows under each primary key (from their `Holds` messages).
+    holders: HashMap<String, HashSet<NodeId>>,
+    /// Remote rows local subscribers have seen, per node: to emit `NodeLost` deletions
+    /// when that node is lost, and to drop stale versions.
+    mirror: HashMap<NodeId, HashMap<(Key, ClientId), Row>>,
+    /// Host as last computed, to notice changes.
+    host: NodeId,
+    /// Bound address, advertised when no `advertise` is configured.
+    local_addr: SocketAddr,
 }
 
 impl Hub {
-    /// Queues one change to every recipient; encodes it once.
-    fn deliver(&mut self, fan: Fanout, max_frame: usize) {
+    /// Queues one change to every recipient; encodes it once per protocol. With
+    /// `to_peers == false` (a change that came from a peer) only local clients get it.
+    fn deliver(&mut self, fan: Fanout, max_frame: usize, to_peers: bool) {
         if fan.recipients.is_empty() {
             return;
         }
-        let frame = match encode_to_bytes(&ServerFrame::Notify(fan.notification), max_frame) {
-            Ok(f) => f,
-            Err(e) => {
-                // Rows are limited well below the frame size (config validation), so this
-                // is a bug, not input: say so loudly rather than drop silently.
-                tracing::error!(error = %e, "notification does not fit a frame; not delivered");
-                return;
+        let mut client_frame: Option<Bytes> = None;
+        let mut peer_frame: Option<Bytes> = None;
+        for id in &fan.recipients {
+            let Some(link) = self.links.get_mut(id) else { continue };
+            if link.peer.is_some() && !to_peers {
+                continue;
             }
-        };
-        for id in fan.recipients {
-            if let Some(link) = self.links.get_mut(&id) {
-                if link.outbox.push_notification(frame.clone()).is_err() && !link.lagged {
-                    link.lagged = true;
-                    tracing::warn!(client = %id, remote = %link.conn.remote_address(),
-                        "client reads its notifications too slowly; disconnecting it");
-                    link.conn.close(
-                        CloseCode::SlowConsumer.to_u32().into(),
-                        b"slow consumer: notification queue full",
-                    );
+            let slot = if link.peer.is_some() { &mut peer_frame } else { &mut client_frame };
+            if slot.is_none() {
+                let encoded = if link.peer.is_some() {
+                    encode_to_bytes(&PeerFrame::Change(fan.notification.clone()), max_frame)
+                } else {
+                    encode_to_bytes(&ServerFrame::Notify(fan.notification.clone()), max_frame)
+                };
+                match encoded {
+                    Ok(f) => *slot = Some(f),
+                    Err(e) => {
+                        // Rows are limited well below the frame size (config validation), so
+                        // this is a bug, not input: say so loudly rather than drop silently.
+                        tracing::error!(error = %e, "notification does not fit a frame; not delivered");
+                        return;
+                    }
                 }
             }
+            let Some(frame) = slot.clone() else { continue };
+            if link.outbox.push_notification(frame).is_err() && !link.lagged {
+                link.lagged = true;
+                let what = if link.peer.is_some() { "peer node" } else { "client" };
+                tracing::warn!(%id, remote = %link.conn.remote_address(),
+                    "{what} reads its notifications too slowly; disconnecting it");
+                link.conn.close(CloseCode::SlowConsumer.to_u32().into(), b"slow consumer: notification queue full");
+            }
+        }
+    }
+
+    /// Sends a frame to every peer.
+    fn broadcast(&self, frame: &PeerFrame, max_frame: usize) {
+        if self.peers.is_empty() {
+            return;
+        }
+        match encode_to_bytes(frame, max_frame) {
+            Ok(bytes) => {
+                for p in self.peers.values() {
+                    p.outbox.push_response(bytes.clone());
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "peer message does not fit a frame"),
+        }
+    }
+
+    /// Tells peers about primaries that became held or unheld here.
+    fn flush_holds(&mut self, max_frame: usize) {
+        for (primary, held) in self.store.take_hold_changes() {
+            self.broadcast(&PeerFrame::Holds { primary, held }, max_frame);
+        }
+    }
+
+    /// Rewrites this node's `cloud.nodes/0` row (state, host flag, addresses).
+    fn write_node_record(&mut self, cfg: &NodeConfig) {
+        let me = self.members.me().clone();
+        let record = NodeRecord {
+            name: me.name.clone(),
+            id: me.id.to_string(),
+            addresses: me.addrs.iter().map(|a| a.to_string()).collect(),
+            state: me.state.as_str().into(),
+            host: self.members.host() == me.id,
+        };
+        let json = serde_json::to_vec(&record).unwrap_or_default();
+        match self.store.post(self.system, Key::new("cloud.nodes", 0), Bytes::from(json), now_ms()) {
+            Ok((_, fan)) => {
+                self.deliver(fan, cfg.max_frame, true);
+                self.flush_holds(cfg.max_frame);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not write cloud.nodes/0"),
+        }
+    }
+
+    /// Recomputes the host; on a change logs `HostChanged` and updates the node record.
+    fn check_host(&mut self, cfg: &NodeConfig) {
+        let host = self.members.host();
+        if host != self.host {
+            let name = |id: NodeId| self.members.get(id).map_or_else(|| id.to_string(), |m| m.name.clone());
+            tracing::info!(old = %name(self.host), new = %name(host), old_id = %self.host, new_id = %host, "host changed");
+            self.host = host;
+            self.write_node_record(cfg);
         }
     }
 }
 
-/// State shared by the accept loop and every connection task.
+/// A get this node sent to a peer, waiting for its answer.
+#[derive(Debug)]
+struct PendingGet {
+    node: NodeId,
+    tx: oneshot::Sender<Option<GetPage>>,
+}
+
+/// State shared by the accept loop, every connection task and every peer link.
 #[derive(Debug)]
 struct Shared {
     id: NodeId,
     config: NodeConfig,
     hub: Mutex<Hub>,
+    /// To dial peers from the same UDP port.
+    endpoint: quinn::Endpoint,
+    /// Client config for peer links; `Some` only with a mesh secret.
+    peer_client: Option<quinn::ClientConfig>,
+    auth_limiter: AuthLimiter,
+    /// Ids for gets sent to peers.
+    next_request: AtomicU64,
+    /// Gets sent to peers, by id.
+    pending: Mutex<HashMap<u64, PendingGet>>,
+    /// Flips to true at shutdown; background tasks stop.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -119,6 +236,14 @@ impl Shared {
         // A panic while holding the lock is a bug already reported by the panic itself;
         // the store's own invariants hold between operations, so keep serving.
         self.hub.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, PendingGet>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
     }
 }
 
@@ -134,7 +259,6 @@ fn now_ms() -> u64 {
 #[derive(Debug)]
 pub struct Node {
     shared: Arc<Shared>,
-    endpoint: quinn::Endpoint,
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
     fingerprint: String,
@@ -142,69 +266,77 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts serving per `config`. Returns once the port is bound.
+    /// Starts serving per `config`: binds the port, then joins the mesh named by
+    /// `config.join` (or starts one alone). Returns once it serves.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         transport::install_crypto_provider();
         config.validate()?;
-        let names = vec![
-            config.name.clone(),
-            "localhost".to_owned(),
-            "cloudmesh".to_owned(),
-        ];
+        let names = vec![config.name.clone(), "localhost".to_owned(), "cloudmesh".to_owned()];
         let identity = Identity::load_or_generate(&config.data_dir, &names)?;
         let fingerprint = identity.fingerprint();
-        let server =
-            transport::server_config(&identity, &[crate::proto::ALPN_CLIENT], config.timing)?;
-        let endpoint =
-            quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let server = transport::server_config(&identity, &[ALPN_CLIENT, ALPN_PEER], config.timing)?;
+        let endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local = endpoint.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,
         })?;
+        // Peers are not authenticated by certificate (each node's is self-signed) but by the
+        // mesh secret, bound to this TLS session's exporter: a relay cannot pass the check.
+        let peer_client = match &config.secret {
+            Some(_) => Some(transport::client_config(&Trust::InsecureDevOnly, ALPN_PEER, config.timing)?),
+            None => None,
+        };
 
         let id = NodeId::random();
-        let mut store = Store::new(
-            id,
-            config.limits.clone(),
-            Filters::new(config.filters.clone()),
-        );
+        let mut store = Store::new(id, config.limits.clone(), Filters::new(config.filters.clone()));
         let system = ClientId::random();
         store.add_system_client(system);
-        let record = NodeRecord {
+        let me = MemberInfo {
+            id,
             name: config.name.clone(),
-            id: id.to_string(),
-            addresses: vec![local.to_string()],
-            state: "Active".into(),
-            host: true,
+            addrs: if config.advertise.is_empty() { vec![local] } else { config.advertise.clone() },
+            join_seq: if config.join.is_empty() { 0 } else { UNJOINED },
+            state: if config.join.is_empty() { NodeState::Active } else { NodeState::Joining },
         };
-        let json = serde_json::to_vec(&record).unwrap_or_default();
-        if let Err(e) = store.post(
+        let mut hub = Hub {
+            store,
+            links: HashMap::new(),
             system,
-            Key::new("cloud.nodes", 0),
-            Bytes::from(json),
-            now_ms(),
-        ) {
-            tracing::warn!(error = %e, "could not write cloud.nodes/0");
-        }
+            members: Membership::new(me),
+            peers: HashMap::new(),
+            holders: HashMap::new(),
+            mirror: HashMap::new(),
+            host: id,
+            local_addr: local,
+        };
+        hub.write_node_record(&config);
+        hub.store.take_hold_changes();
 
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             id,
             config,
-            hub: Mutex::new(Hub {
-                store,
-                links: HashMap::new(),
-            }),
+            hub: Mutex::new(hub),
+            endpoint: endpoint.clone(),
+            peer_client,
+            auth_limiter: AuthLimiter::new(5, Duration::from_secs(10)),
+            next_request: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            shutdown: shutdown_rx.clone(),
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(shared.clone(), endpoint.clone(), shutdown_rx));
+        let accept = tokio::spawn(accept_loop(shared.clone(), endpoint, shutdown_rx));
         tracing::info!(node = %shared.config.name, id = %id, listen = %local, %fingerprint,
             generated_cert = identity.generated, cert = %identity.cert_path.display(), "node serving");
+        if !shared.config.join.is_empty() {
+            peer::join(&shared).await;
+            tokio::spawn(peer::rejoin_loop(shared.clone()));
+        }
+        tokio::spawn(load::refresh_loop(shared.clone()));
         Ok(Node {
             shared,
-            endpoint,
             shutdown,
             accept,
             fingerprint,
@@ -214,9 +346,7 @@ impl Node {
 
     /// The bound UDP address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint
-            .local_addr()
-            .unwrap_or(self.shared.config.listen)
+        self.shared.endpoint.local_addr().unwrap_or(self.shared.config.listen)
     }
 
     /// SHA-256 fingerprint of the node certificate, what clients pin.
@@ -244,39 +374,82 @@ impl Node {
         self.shared.hub().store.stats()
     }
 
-    /// Connected clients.
+    /// Connected clients (peer links not counted).
     pub fn client_count(&self) -> usize {
-        self.shared.hub().links.len()
+        self.shared.hub().links.values().filter(|l| l.peer.is_none()).count()
     }
 
-    /// Stops accepting, closes every client with `Shutdown` and the given reason, and waits
-    /// (bounded) for the close to reach them.
+    /// Every member this node knows, itself included, oldest first.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.shared.hub().members.all()
+    }
+
+    /// The host as this node sees it.
+    pub fn host(&self) -> NodeId {
+        self.shared.hub().members.host()
+    }
+
+    /// Nodes this node has an authenticated link to.
+    pub fn peers(&self) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self.shared.hub().peers.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Nodes this node believes hold rows under `primary` (itself included when it does).
+    pub fn holders_of(&self, primary: &str) -> Vec<NodeId> {
+        let hub = self.shared.hub();
+        let mut v: Vec<NodeId> = hub.holders.get(primary).into_iter().flatten().copied().collect();
+        if hub.store.held_primaries().iter().any(|p| p == primary) {
+            v.push(self.shared.id);
+        }
+        v.sort();
+        v
+    }
+
+    /// Stops accepting, closes every client and peer with `Shutdown` and the given reason,
+    /// and waits (bounded) for the close to reach them.
     pub async fn shutdown(self, reason: &str) {
         let _ = self.shutdown.send(true);
-        self.endpoint
-            .close(CloseCode::Shutdown.to_u32().into(), reason.as_bytes());
+        self.shared.endpoint.close(CloseCode::Shutdown.to_u32().into(), reason.as_bytes());
         let _ = self.accept.await;
-        if tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some clients did not acknowledge the close within 3 s");
+        if tokio::time::timeout(Duration::from_secs(3), self.shared.endpoint.wait_idle()).await.is_err() {
+            tracing::warn!("some connections did not acknowledge the close within 3 s");
         }
         tracing::info!(node = %self.shared.config.name, "node stopped");
     }
 }
 
-async fn accept_loop(
-    shared: Arc<Shared>,
-    endpoint: quinn::Endpoint,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// The negotiated ALPN of a connection.
+fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                tokio::spawn(conn::serve(shared.clone(), incoming));
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let remote = incoming.remote_address();
+                    let conn = match incoming.await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::debug!(%remote, error = %e, "handshake failed");
+                            return;
+                        }
+                    };
+                    if alpn(&conn).as_deref() == Some(ALPN_PEER) {
+                        peer::accept(shared, conn).await;
+                    } else {
+                        conn::serve(shared, conn).await;
+                    }
+                });
             }
         }
     }

@@ -137,6 +137,10 @@ pub struct Store {
     filters: Filters,
     stats_rows: usize,
     stats_bytes: u64,
+    /// Rows per primary key, to tell peers which primaries this node holds (§3.5).
+    primary_rows: HashMap<String, usize>,
+    /// Primaries that became held (`true`) or unheld (`false`) since the last take.
+    hold_changes: Vec<(String, bool)>,
 }
 
 impl Store {
@@ -152,6 +156,36 @@ impl Store {
             filters,
             stats_rows: 0,
             stats_bytes: 0,
+            primary_rows: HashMap::new(),
+            hold_changes: Vec::new(),
+        }
+    }
+
+    /// Primary keys this node holds at least one row under.
+    pub fn held_primaries(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.primary_rows.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Changes to [`Store::held_primaries`] since the last call, in order.
+    pub fn take_hold_changes(&mut self) -> Vec<(String, bool)> {
+        std::mem::take(&mut self.hold_changes)
+    }
+
+    fn count_primary(&mut self, primary: &str, delta: isize) {
+        if delta > 0 {
+            let n = self.primary_rows.entry(primary.to_owned()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                self.hold_changes.push((primary.to_owned(), true));
+            }
+        } else if let Some(n) = self.primary_rows.get_mut(primary) {
+            *n -= 1;
+            if *n == 0 {
+                self.primary_rows.remove(primary);
+                self.hold_changes.push((primary.to_owned(), false));
+            }
         }
     }
 
@@ -215,6 +249,19 @@ impl Store {
             data_bytes: self.stats_bytes,
             subscriptions: self.clients.values().map(|c| c.subs.len()).sum(),
         }
+    }
+
+    /// Every key spec some client (not a system identity) subscribes to, each once.
+    pub fn client_subscription_specs(&self) -> Vec<KeySpec> {
+        let mut v: Vec<KeySpec> = self
+            .clients
+            .values()
+            .filter(|c| !c.system)
+            .flat_map(|c| c.subs.keys().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// The client's session blob.
@@ -318,6 +365,7 @@ impl Store {
         if old_len.is_none() {
             client.keys.insert(key.clone());
             self.stats_rows += 1;
+            self.count_primary(&key.primary, 1);
         }
         self.stats_bytes = self.stats_bytes - old_len.unwrap_or(0) + data.len() as u64;
         self.rows
@@ -332,7 +380,7 @@ impl Store {
             version,
             updated_at_ms: now_ms,
         };
-        let recipients = self.subscribers_of(&row.key, owner);
+        let recipients = self.subscribers(&row.key, owner);
         Ok((
             version,
             Fanout {
@@ -382,6 +430,7 @@ impl Store {
         }
         self.stats_rows -= 1;
         self.stats_bytes -= entry.data.len() as u64;
+        self.count_primary(&key.primary, -1);
         let version = self.next_version();
         let row = Row {
             key: key.clone(),
@@ -391,15 +440,15 @@ impl Store {
             version,
             updated_at_ms: now_ms,
         };
-        let recipients = self.subscribers_of(key, owner);
+        let recipients = self.subscribers(key, owner);
         Some(Fanout {
             notification: Notification::Deleted { row, reason },
             recipients,
         })
     }
 
-    /// Clients subscribed to changes of `owner`'s row under `key`, each once.
-    fn subscribers_of(&self, key: &Key, owner: ClientId) -> Vec<ClientId> {
+    /// Clients subscribed to changes of `owner`'s row under `key`, each once, ascending.
+    pub fn subscribers(&self, key: &Key, owner: ClientId) -> Vec<ClientId> {
         let Some(ps) = self.subs.get(&key.primary) else {
             return Vec::new();
         };
@@ -489,7 +538,7 @@ impl Store {
                 Self::check_access(client, &self.filters, FilterOp::Subscribe, &spec.primary)?;
             }
         }
-        if query.subscribe {
+        if query.subscribe && !client.system {
             let new = query.keys.iter().collect::<HashSet<_>>();
             let added = new
                 .iter()

@@ -1,0 +1,62 @@
+//! Keeps `cloud.load/0` current: client count, CPU and memory (§3.4), so game clients and
+//! the router can see how busy each node is.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sysinfo::{ProcessesToUpdate, System};
+
+use super::{now_ms, Shared};
+use crate::proto::Key;
+
+/// The JSON under `cloud.load/0`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadRecord {
+    /// Connected clients.
+    pub clients: usize,
+    /// Rows stored on this node.
+    pub rows: usize,
+    /// Machine CPU use, percent of all cores.
+    pub cpu: f32,
+    /// Resident memory of this node process, bytes.
+    pub memory_bytes: u64,
+}
+
+pub(super) async fn refresh_loop(shared: Arc<Shared>) {
+    let mut sys = System::new();
+    let pid = sysinfo::get_current_pid().ok();
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        sys.refresh_cpu_usage();
+        let memory_bytes = match pid {
+            Some(pid) => {
+                sys.refresh_processes(ProcessesToUpdate::Some(&[pid]), true);
+                sys.process(pid).map_or(0, |p| p.memory())
+            }
+            None => 0,
+        };
+        {
+            let mut hub = shared.hub();
+            let record = LoadRecord {
+                clients: hub.links.values().filter(|l| l.peer.is_none()).count(),
+                rows: hub.store.stats().rows,
+                cpu: sys.global_cpu_usage(),
+                memory_bytes,
+            };
+            let json = serde_json::to_vec(&record).unwrap_or_default();
+            let system = hub.system;
+            match hub.store.post(system, Key::new("cloud.load", 0), Bytes::from(json), now_ms()) {
+                Ok((_, fan)) => {
+                    hub.deliver(fan, shared.config.max_frame, true);
+                    hub.flush_holds(shared.config.max_frame);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not write cloud.load/0"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(shared.config.load_interval) => {}
+        }
+    }
+}
