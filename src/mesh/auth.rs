@@ -123,9 +123,16 @@ impl From<CodecError> for AuthError {
     }
 }
 
-fn proof(secret: &MeshSecret, exporter: &[u8; 32], dialer: &[u8; 32], acceptor: &[u8; 32], role: Role) -> [u8; 32] {
+fn proof(
+    secret: &MeshSecret,
+    exporter: &[u8; 32],
+    dialer: &[u8; 32],
+    acceptor: &[u8; 32],
+    role: Role,
+) -> [u8; 32] {
     // HMAC accepts keys of any length; this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&secret.0).unwrap_or_else(|_| unreachable!());
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(&secret.0).unwrap_or_else(|_| unreachable!());
     mac.update(exporter);
     mac.update(dialer);
     mac.update(acceptor);
@@ -138,7 +145,9 @@ fn proof(secret: &MeshSecret, exporter: &[u8; 32], dialer: &[u8; 32], acceptor: 
 
 async fn send<W: AsyncWrite + Unpin>(out: &mut W, frame: &AuthFrame) -> Result<(), AuthError> {
     let bytes = encode_to_bytes(frame, 1024).map_err(|e| AuthError::Protocol(e.to_string()))?;
-    out.write_all(&bytes).await.map_err(|e| AuthError::Io(e.to_string()))
+    out.write_all(&bytes)
+        .await
+        .map_err(|e| AuthError::Io(e.to_string()))
 }
 
 async fn recv<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Result<AuthFrame, AuthError> {
@@ -168,7 +177,9 @@ where
         send(out, &AuthFrame::Challenge { nonce: mine }).await?;
         let theirs = match recv(reader).await? {
             AuthFrame::Challenge { nonce } => nonce,
-            AuthFrame::Proof { .. } => return Err(AuthError::Protocol("proof before challenge".into())),
+            AuthFrame::Proof { .. } => {
+                return Err(AuthError::Protocol("proof before challenge".into()))
+            }
         };
         let mut exporter = [0u8; 32];
         conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
@@ -207,7 +218,9 @@ where
             }
         }
     };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| AuthError::Timeout)?
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| AuthError::Timeout)?
 }
 
 /// Limits what repeated failures from one address cost: after `max` failures within
@@ -232,7 +245,10 @@ impl AuthLimiter {
 
     /// Whether `ip` may try now.
     pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
-        let map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match map.get(&ip) {
             Some((since, count)) => now.duration_since(*since) > self.window || *count < self.max,
             None => true,
@@ -241,7 +257,10 @@ impl AuthLimiter {
 
     /// Records a failure; returns whether it is the first in its window (so worth a log line).
     pub fn failed(&self, ip: IpAddr, now: Instant) -> bool {
-        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() > 10_000 {
             // Bounded memory under a spray of addresses: forget expired entries.
             let window = self.window;
@@ -269,7 +288,11 @@ mod tests {
         assert_ne!(base, proof(&other, &e, &a, &b, Role::Dialer));
         assert_ne!(base, proof(&s, &[9; 32], &a, &b, Role::Dialer));
         assert_ne!(base, proof(&s, &e, &b, &a, Role::Dialer));
-        assert_ne!(base, proof(&s, &e, &a, &b, Role::Acceptor), "a proof cannot be reflected");
+        assert_ne!(
+            base,
+            proof(&s, &e, &a, &b, Role::Acceptor),
+            "a proof cannot be reflected"
+        );
         assert_eq!(base, proof(&s, &e, &a, &b, Role::Dialer));
     }
 
@@ -284,7 +307,10 @@ mod tests {
         assert_eq!(format!("{s:?}"), "MeshSecret(<redacted>)");
         std::fs::write(&path, "short\n").expect("write");
         let err = MeshSecret::from_file(&path).expect_err("too short");
-        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

@@ -73,10 +73,16 @@ impl Membership {
     /// member drains, the oldest of all (someone must hold host duties).
     pub fn host(&self) -> NodeId {
         let rank = |m: &&MemberInfo| (m.join_seq, m.id);
-        let all: Vec<&MemberInfo> = self.others.values().chain(std::iter::once(&self.me)).collect();
+        let all: Vec<&MemberInfo> = self
+            .others
+            .values()
+            .chain(std::iter::once(&self.me))
+            .collect();
         all.iter()
             .copied()
-            .filter(|m| matches!(m.state, NodeState::Joining | NodeState::Active) && m.join_seq != UNJOINED)
+            .filter(|m| {
+                matches!(m.state, NodeState::Joining | NodeState::Active) && m.join_seq != UNJOINED
+            })
             .min_by_key(rank)
             .or_else(|| all.iter().copied().min_by_key(rank))
             .map_or(self.me.id, |m| m.id)
@@ -121,7 +127,11 @@ mod tests {
         assert_eq!(v.host(), NodeId(5));
         assert_eq!(v.next_join_seq(), 3);
         v.me_mut().state = NodeState::Drained;
-        assert_eq!(v.host(), NodeId(3), "everyone draining: the oldest still holds host duties");
+        assert_eq!(
+            v.host(),
+            NodeId(3),
+            "everyone draining: the oldest still holds host duties"
+        );
     }
 
     #[test]
@@ -130,7 +140,10 @@ mod tests {
         v.upsert(m(2, 0, NodeState::Active));
         assert_eq!(v.host(), NodeId(2));
         assert_eq!(v.next_join_seq(), 1);
-        assert!(!v.upsert(m(1, 0, NodeState::Active)), "own id is not a member twice");
+        assert!(
+            !v.upsert(m(1, 0, NodeState::Active)),
+            "own id is not a member twice"
+        );
         assert_eq!(v.all().len(), 2);
     }
 }

@@ -14,7 +14,11 @@ fn row_size(row: &Row) -> usize {
 /// Each node returned the rows after the same cursor, in order, cut by the same limits. A
 /// node that has more rows than it returned bounds the merged page: no row past its last
 /// returned row may be included, or that node's unreturned rows before it would be skipped.
-pub fn merge_pages(answers: Vec<(NodeId, Option<GetPage>)>, max_rows: usize, max_bytes: usize) -> GetPage {
+pub fn merge_pages(
+    answers: Vec<(NodeId, Option<GetPage>)>,
+    max_rows: usize,
+    max_bytes: usize,
+) -> GetPage {
     let mut out = GetPage::default();
     let mut rows: Vec<Row> = Vec::new();
     let mut bound: Option<(crate::proto::Key, crate::proto::ClientId)> = None;
@@ -41,8 +45,11 @@ pub fn merge_pages(answers: Vec<(NodeId, Option<GetPage>)>, max_rows: usize, max
     let mut bytes = 0;
     let mut cut = false;
     for row in rows {
-        let beyond_bound = bound.as_ref().is_some_and(|b| (&row.key, row.owner) > (&b.0, b.1));
-        let full = out.rows.len() >= max_rows || (!out.rows.is_empty() && bytes + row_size(&row) > max_bytes);
+        let beyond_bound = bound
+            .as_ref()
+            .is_some_and(|b| (&row.key, row.owner) > (&b.0, b.1));
+        let full = out.rows.len() >= max_rows
+            || (!out.rows.is_empty() && bytes + row_size(&row) > max_bytes);
         if beyond_bound || full {
             cut = true;
             break;
@@ -80,11 +87,18 @@ mod tests {
 
     fn page(rows: Vec<Row>, more: bool) -> GetPage {
         let next = if more {
-            rows.last().map(|r| Cursor { key: r.key.clone(), owner: r.owner })
+            rows.last().map(|r| Cursor {
+                key: r.key.clone(),
+                owner: r.owner,
+            })
         } else {
             None
         };
-        GetPage { rows, next, incomplete: vec![] }
+        GetPage {
+            rows,
+            next,
+            incomplete: vec![],
+        }
     }
 
     #[test]
@@ -92,14 +106,24 @@ mod tests {
         // Node 1 stopped early (byte limit) after row 2 but has row 3; node 2 has 4 and 5.
         let merged = merge_pages(
             vec![
-                (NodeId(1), Some(page(vec![row(1, 1, 1), row(2, 1, 1)], true))),
-                (NodeId(2), Some(page(vec![row(4, 2, 1), row(5, 2, 1)], false))),
+                (
+                    NodeId(1),
+                    Some(page(vec![row(1, 1, 1), row(2, 1, 1)], true)),
+                ),
+                (
+                    NodeId(2),
+                    Some(page(vec![row(4, 2, 1), row(5, 2, 1)], false)),
+                ),
             ],
             100,
             1 << 20,
         );
         let secs: Vec<u32> = merged.rows.iter().map(|r| r.key.secondary).collect();
-        assert_eq!(secs, vec![1, 2], "row 4 must wait until node 1's row 3 is read");
+        assert_eq!(
+            secs,
+            vec![1, 2],
+            "row 4 must wait until node 1's row 3 is read"
+        );
         assert_eq!(merged.next.expect("more").key, Key::new("k", 2));
     }
 
@@ -107,8 +131,14 @@ mod tests {
     fn row_limit_cuts_and_duplicates_keep_the_newest() {
         let merged = merge_pages(
             vec![
-                (NodeId(1), Some(page(vec![row(1, 1, 5), row(3, 1, 1)], false))),
-                (NodeId(2), Some(page(vec![row(1, 1, 7), row(2, 2, 1)], false))),
+                (
+                    NodeId(1),
+                    Some(page(vec![row(1, 1, 5), row(3, 1, 1)], false)),
+                ),
+                (
+                    NodeId(2),
+                    Some(page(vec![row(1, 1, 7), row(2, 2, 1)], false)),
+                ),
                 (NodeId(3), None),
             ],
             2,
@@ -124,7 +154,10 @@ mod tests {
     #[test]
     fn everything_fits_means_no_cursor() {
         let merged = merge_pages(
-            vec![(NodeId(1), Some(page(vec![row(1, 1, 1)], false))), (NodeId(2), Some(page(vec![], false)))],
+            vec![
+                (NodeId(1), Some(page(vec![row(1, 1, 1)], false))),
+                (NodeId(2), Some(page(vec![], false))),
+            ],
             10,
             1 << 20,
         );

@@ -328,10 +328,14 @@ fn handle(shared: &Arc<Shared>, client: ClientId, outbox: &Outbox, id: u64, op: 
     let max = shared.config.max_frame;
     let mut hub = shared.hub();
     let result = match op {
-        Request::Post { key, data } => hub.store.post(client, key, data, now).map(|(version, fan)| {
-            hub.deliver(fan, max, true);
-            Reply::Posted { version }
-        }),
+        Request::Post { key, data } => {
+            hub.store
+                .post(client, key, data, now)
+                .map(|(version, fan)| {
+                    hub.deliver(fan, max, true);
+                    Reply::Posted { version }
+                })
+        }
         Request::Release { keys } => hub.store.release(client, &keys, now).map(|fans| {
             let count = fans.len() as u32;
             for fan in fans {
@@ -345,7 +349,14 @@ fn handle(shared: &Arc<Shared>, client: ClientId, outbox: &Outbox, id: u64, op: 
                 Ok(local) if !targets.is_empty() => {
                     let waits = peer::send_gets(shared, &hub, &targets, &query);
                     drop(hub);
-                    tokio::spawn(peer::answer_merged(shared.clone(), outbox.clone(), id, local, waits, query.limit));
+                    tokio::spawn(peer::answer_merged(
+                        shared.clone(),
+                        outbox.clone(),
+                        id,
+                        local,
+                        waits,
+                        query.limit,
+                    ));
                     return;
                 }
                 other => other.map(Reply::Rows),
@@ -355,7 +366,10 @@ fn handle(shared: &Arc<Shared>, client: ClientId, outbox: &Outbox, id: u64, op: 
             .store
             .unsubscribe(client, &keys, owners.as_deref())
             .map(|count| Reply::Unsubscribed { count }),
-        Request::SetSession { data } => hub.store.set_session(client, data).map(|()| Reply::SessionSet),
+        Request::SetSession { data } => hub
+            .store
+            .set_session(client, data)
+            .map(|()| Reply::SessionSet),
         Request::Ping => Ok(Reply::Pong),
     };
     hub.flush_holds(max);

@@ -46,7 +46,12 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>) {
             };
             let json = serde_json::to_vec(&record).unwrap_or_default();
             let system = hub.system;
-            match hub.store.post(system, Key::new("cloud.load", 0), Bytes::from(json), now_ms()) {
+            match hub.store.post(
+                system,
+                Key::new("cloud.load", 0),
+                Bytes::from(json),
+                now_ms(),
+            ) {
                 Ok((_, fan)) => {
                     hub.deliver(fan, shared.config.max_frame, true);
                     hub.flush_holds(shared.config.max_frame);

@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use crate::config::{ConfigError, NodeConfig};
 use crate::mesh::{AuthLimiter, Membership, UNJOINED};
 use crate::proto::{
-    encode_to_bytes, ClientId, CloseCode, GetPage, Key, MemberInfo, NodeId, NodeState, Outbox, PeerFrame, Row,
-    ServerFrame, ALPN_CLIENT, ALPN_PEER,
+    encode_to_bytes, ClientId, CloseCode, GetPage, Key, MemberInfo, NodeId, NodeState, Outbox,
+    PeerFrame, Row, ServerFrame, ALPN_CLIENT, ALPN_PEER,
 };
 use crate::store::{Fanout, Filters, Store, StoreStats};
 use crate::transport::{self, Identity, TransportError, Trust};
@@ -119,11 +119,17 @@ impl Hub {
         let mut client_frame: Option<Bytes> = None;
         let mut peer_frame: Option<Bytes> = None;
         for id in &fan.recipients {
-            let Some(link) = self.links.get_mut(id) else { continue };
+            let Some(link) = self.links.get_mut(id) else {
+                continue;
+            };
             if link.peer.is_some() && !to_peers {
                 continue;
             }
-            let slot = if link.peer.is_some() { &mut peer_frame } else { &mut client_frame };
+            let slot = if link.peer.is_some() {
+                &mut peer_frame
+            } else {
+                &mut client_frame
+            };
             if slot.is_none() {
                 let encoded = if link.peer.is_some() {
                     encode_to_bytes(&PeerFrame::Change(fan.notification.clone()), max_frame)
@@ -143,10 +149,17 @@ impl Hub {
             let Some(frame) = slot.clone() else { continue };
             if link.outbox.push_notification(frame).is_err() && !link.lagged {
                 link.lagged = true;
-                let what = if link.peer.is_some() { "peer node" } else { "client" };
+                let what = if link.peer.is_some() {
+                    "peer node"
+                } else {
+                    "client"
+                };
                 tracing::warn!(%id, remote = %link.conn.remote_address(),
                     "{what} reads its notifications too slowly; disconnecting it");
-                link.conn.close(CloseCode::SlowConsumer.to_u32().into(), b"slow consumer: notification queue full");
+                link.conn.close(
+                    CloseCode::SlowConsumer.to_u32().into(),
+                    b"slow consumer: notification queue full",
+                );
             }
         }
     }
@@ -184,7 +197,12 @@ impl Hub {
             host: self.members.host() == me.id,
         };
         let json = serde_json::to_vec(&record).unwrap_or_default();
-        match self.store.post(self.system, Key::new("cloud.nodes", 0), Bytes::from(json), now_ms()) {
+        match self.store.post(
+            self.system,
+            Key::new("cloud.nodes", 0),
+            Bytes::from(json),
+            now_ms(),
+        ) {
             Ok((_, fan)) => {
                 self.deliver(fan, cfg.max_frame, true);
                 self.flush_holds(cfg.max_frame);
@@ -197,7 +215,11 @@ impl Hub {
     fn check_host(&mut self, cfg: &NodeConfig) {
         let host = self.members.host();
         if host != self.host {
-            let name = |id: NodeId| self.members.get(id).map_or_else(|| id.to_string(), |m| m.name.clone());
+            let name = |id: NodeId| {
+                self.members
+                    .get(id)
+                    .map_or_else(|| id.to_string(), |m| m.name.clone())
+            };
             tracing::info!(old = %name(self.host), new = %name(host), old_id = %self.host, new_id = %host, "host changed");
             self.host = host;
             self.write_node_record(cfg);
@@ -271,14 +293,19 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         transport::install_crypto_provider();
         config.validate()?;
-        let names = vec![config.name.clone(), "localhost".to_owned(), "cloudmesh".to_owned()];
+        let names = vec![
+            config.name.clone(),
+            "localhost".to_owned(),
+            "cloudmesh".to_owned(),
+        ];
         let identity = Identity::load_or_generate(&config.data_dir, &names)?;
         let fingerprint = identity.fingerprint();
         let server = transport::server_config(&identity, &[ALPN_CLIENT, ALPN_PEER], config.timing)?;
-        let endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let endpoint =
+            quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let local = endpoint.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,
@@ -286,20 +313,36 @@ impl Node {
         // Peers are not authenticated by certificate (each node's is self-signed) but by the
         // mesh secret, bound to this TLS session's exporter: a relay cannot pass the check.
         let peer_client = match &config.secret {
-            Some(_) => Some(transport::client_config(&Trust::InsecureDevOnly, ALPN_PEER, config.timing)?),
+            Some(_) => Some(transport::client_config(
+                &Trust::InsecureDevOnly,
+                ALPN_PEER,
+                config.timing,
+            )?),
             None => None,
         };
 
         let id = NodeId::random();
-        let mut store = Store::new(id, config.limits.clone(), Filters::new(config.filters.clone()));
+        let mut store = Store::new(
+            id,
+            config.limits.clone(),
+            Filters::new(config.filters.clone()),
+        );
         let system = ClientId::random();
         store.add_system_client(system);
         let me = MemberInfo {
             id,
             name: config.name.clone(),
-            addrs: if config.advertise.is_empty() { vec![local] } else { config.advertise.clone() },
+            addrs: if config.advertise.is_empty() {
+                vec![local]
+            } else {
+                config.advertise.clone()
+            },
             join_seq: if config.join.is_empty() { 0 } else { UNJOINED },
-            state: if config.join.is_empty() { NodeState::Active } else { NodeState::Joining },
+            state: if config.join.is_empty() {
+                NodeState::Active
+            } else {
+                NodeState::Joining
+            },
         };
         let mut hub = Hub {
             store,
@@ -346,7 +389,10 @@ impl Node {
 
     /// The bound UDP address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.endpoint.local_addr().unwrap_or(self.shared.config.listen)
+        self.shared
+            .endpoint
+            .local_addr()
+            .unwrap_or(self.shared.config.listen)
     }
 
     /// SHA-256 fingerprint of the node certificate, what clients pin.
@@ -376,7 +422,12 @@ impl Node {
 
     /// Connected clients (peer links not counted).
     pub fn client_count(&self) -> usize {
-        self.shared.hub().links.values().filter(|l| l.peer.is_none()).count()
+        self.shared
+            .hub()
+            .links
+            .values()
+            .filter(|l| l.peer.is_none())
+            .count()
     }
 
     /// Every member this node knows, itself included, oldest first.
@@ -399,7 +450,13 @@ impl Node {
     /// Nodes this node believes hold rows under `primary` (itself included when it does).
     pub fn holders_of(&self, primary: &str) -> Vec<NodeId> {
         let hub = self.shared.hub();
-        let mut v: Vec<NodeId> = hub.holders.get(primary).into_iter().flatten().copied().collect();
+        let mut v: Vec<NodeId> = hub
+            .holders
+            .get(primary)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
         if hub.store.held_primaries().iter().any(|p| p == primary) {
             v.push(self.shared.id);
         }
@@ -411,9 +468,14 @@ impl Node {
     /// and waits (bounded) for the close to reach them.
     pub async fn shutdown(self, reason: &str) {
         let _ = self.shutdown.send(true);
-        self.shared.endpoint.close(CloseCode::Shutdown.to_u32().into(), reason.as_bytes());
+        self.shared
+            .endpoint
+            .close(CloseCode::Shutdown.to_u32().into(), reason.as_bytes());
         let _ = self.accept.await;
-        if tokio::time::timeout(Duration::from_secs(3), self.shared.endpoint.wait_idle()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), self.shared.endpoint.wait_idle())
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections did not acknowledge the close within 3 s");
         }
         tracing::info!(node = %self.shared.config.name, "node stopped");
@@ -428,7 +490,11 @@ fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
-async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,

@@ -14,9 +14,9 @@ use super::conn::respond;
 use super::{now_ms, Hub, Link, PeerLink, PendingGet, Shared};
 use crate::mesh::{authenticate, merge_pages, Role, UNJOINED};
 use crate::proto::{
-    encode_to_bytes, outbox, ClientId, CloseCode, CodecError, DeleteReason, FrameReader, GetPage, GetQuery,
-    KeySpec, MemberInfo, NodeId, NodeState, Notification, Outbox, PeerFrame, Reply, Row, DEFAULT_PORT,
-    PEER_PROTOCOL_VERSION,
+    encode_to_bytes, outbox, ClientId, CloseCode, CodecError, DeleteReason, FrameReader, GetPage,
+    GetQuery, KeySpec, MemberInfo, NodeId, NodeState, Notification, Outbox, PeerFrame, Reply, Row,
+    DEFAULT_PORT, PEER_PROTOCOL_VERSION,
 };
 use crate::store::Fanout;
 
@@ -62,7 +62,12 @@ async fn read_hello(
     reader: &mut FrameReader<quinn::RecvStream>,
 ) -> Result<(MemberInfo, Vec<MemberInfo>, Vec<String>), DialError> {
     match tokio::time::timeout(HANDSHAKE, reader.next::<PeerFrame>()).await {
-        Ok(Ok(Some(PeerFrame::Hello { version, me, members, holds }))) => {
+        Ok(Ok(Some(PeerFrame::Hello {
+            version,
+            me,
+            members,
+            holds,
+        }))) => {
             if version != PEER_PROTOCOL_VERSION {
                 return Err(DialError::Protocol(format!(
                     "peer speaks peer protocol {version}, this node {PEER_PROTOCOL_VERSION}"
@@ -70,7 +75,9 @@ async fn read_hello(
             }
             Ok((me, members, holds))
         }
-        Ok(Ok(Some(other))) => Err(DialError::Protocol(format!("expected Hello, got {other:?}"))),
+        Ok(Ok(Some(other))) => Err(DialError::Protocol(format!(
+            "expected Hello, got {other:?}"
+        ))),
         Ok(Ok(None)) => Err(DialError::Protocol("stream ended before Hello".into())),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(DialError::Protocol("no Hello in time".into())),
@@ -90,16 +97,34 @@ pub(super) async fn dial(shared: &Arc<Shared>, addr: SocketAddr) -> Result<NodeI
         .await
         .map_err(|_| DialError::Connect("no answer".into()))?
         .map_err(|e| DialError::Connect(e.to_string()))?;
-    let (mut send, recv) = conn.open_bi().await.map_err(|e| DialError::Connect(e.to_string()))?;
+    let (mut send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| DialError::Connect(e.to_string()))?;
     let mut reader = FrameReader::new(recv, shared.config.max_frame);
-    if let Err(e) = authenticate(&conn, &mut send, &mut reader, secret, Role::Dialer, HANDSHAKE).await {
-        conn.close(CloseCode::Forbidden.to_u32().into(), b"mesh authentication failed");
+    if let Err(e) = authenticate(
+        &conn,
+        &mut send,
+        &mut reader,
+        secret,
+        Role::Dialer,
+        HANDSHAKE,
+    )
+    .await
+    {
+        conn.close(
+            CloseCode::Forbidden.to_u32().into(),
+            b"mesh authentication failed",
+        );
         return Err(e.into());
     }
     let (their, members, holds) = match read_hello(&mut reader).await {
         Ok(h) => h,
         Err(e) => {
-            conn.close(CloseCode::Protocol.to_u32().into(), e.to_string().as_bytes());
+            conn.close(
+                CloseCode::Protocol.to_u32().into(),
+                e.to_string().as_bytes(),
+            );
             return Err(e);
         }
     };
@@ -108,7 +133,9 @@ pub(super) async fn dial(shared: &Arc<Shared>, addr: SocketAddr) -> Result<NodeI
         return Err(DialError::Myself);
     }
     let their_id = their.id;
-    establish(shared, conn, send, reader, their, members, holds, shared.id, None)?;
+    establish(
+        shared, conn, send, reader, their, members, holds, shared.id, None,
+    )?;
     Ok(their_id)
 }
 
@@ -117,23 +144,44 @@ pub(super) async fn accept(shared: Arc<Shared>, conn: quinn::Connection) {
     let remote = conn.remote_address();
     let Some(secret) = shared.config.secret.clone() else {
         tracing::info!(%remote, "refusing a peer: this node has no mesh secret, so it is not part of a mesh");
-        conn.close(CloseCode::Forbidden.to_u32().into(), b"this node is not part of a mesh (no secret)");
+        conn.close(
+            CloseCode::Forbidden.to_u32().into(),
+            b"this node is not part of a mesh (no secret)",
+        );
         return;
     };
     if !shared.auth_limiter.allow(remote.ip(), Instant::now()) {
-        conn.close(CloseCode::Forbidden.to_u32().into(), b"too many failed authentications; try later");
+        conn.close(
+            CloseCode::Forbidden.to_u32().into(),
+            b"too many failed authentications; try later",
+        );
         return;
     }
     let Ok(Ok((mut send, recv))) = tokio::time::timeout(HANDSHAKE, conn.accept_bi()).await else {
-        conn.close(CloseCode::Protocol.to_u32().into(), b"no stream opened in time");
+        conn.close(
+            CloseCode::Protocol.to_u32().into(),
+            b"no stream opened in time",
+        );
         return;
     };
     let mut reader = FrameReader::new(recv, shared.config.max_frame);
-    if let Err(e) = authenticate(&conn, &mut send, &mut reader, &secret, Role::Acceptor, HANDSHAKE).await {
+    if let Err(e) = authenticate(
+        &conn,
+        &mut send,
+        &mut reader,
+        &secret,
+        Role::Acceptor,
+        HANDSHAKE,
+    )
+    .await
+    {
         if shared.auth_limiter.failed(remote.ip(), Instant::now()) {
             tracing::warn!(%remote, error = %e, "peer authentication failed; closing (further failures from this address are counted, not logged)");
         }
-        conn.close(CloseCode::Forbidden.to_u32().into(), b"mesh authentication failed");
+        conn.close(
+            CloseCode::Forbidden.to_u32().into(),
+            b"mesh authentication failed",
+        );
         return;
     }
     // Hello first from this side, with the holds it reflects, so the link can correct
@@ -158,7 +206,10 @@ pub(super) async fn accept(shared: Arc<Shared>, conn: quinn::Connection) {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(%remote, error = %e, "peer hello failed");
-            conn.close(CloseCode::Protocol.to_u32().into(), e.to_string().as_bytes());
+            conn.close(
+                CloseCode::Protocol.to_u32().into(),
+                e.to_string().as_bytes(),
+            );
             return;
         }
     };
@@ -167,7 +218,17 @@ pub(super) async fn accept(shared: Arc<Shared>, conn: quinn::Connection) {
         return;
     }
     let dialer = their.id;
-    if let Err(e) = establish(&shared, conn, send, reader, their, members, holds, dialer, Some(sent_holds)) {
+    if let Err(e) = establish(
+        &shared,
+        conn,
+        send,
+        reader,
+        their,
+        members,
+        holds,
+        dialer,
+        Some(sent_holds),
+    ) {
         tracing::warn!(%remote, error = %e, "peer link not established");
     }
 }
@@ -193,15 +254,20 @@ fn establish(
     {
         let mut hub = shared.hub();
         if let Some(existing) = hub.peers.get(&their_id) {
-            let keep_existing = existing.dialer == shared.id.min(their_id) || dialer != shared.id.min(their_id);
+            let keep_existing =
+                existing.dialer == shared.id.min(their_id) || dialer != shared.id.min(their_id);
             if keep_existing {
                 conn.close(CloseCode::Normal.to_u32().into(), b"duplicate link");
                 return Ok(());
             }
-            existing.conn.close(CloseCode::Normal.to_u32().into(), b"duplicate link replaced");
+            existing.conn.close(
+                CloseCode::Normal.to_u32().into(),
+                b"duplicate link replaced",
+            );
             let old = existing.pseudo;
             hub.links.remove(&old);
-            hub.store.remove_client(old, DeleteReason::Disconnected, now_ms());
+            hub.store
+                .remove_client(old, DeleteReason::Disconnected, now_ms());
             hub.peers.remove(&their_id);
         }
         if sent_holds.is_none() {
@@ -251,10 +317,24 @@ fn establish(
             let now: HashSet<String> = hub.store.held_primaries().into_iter().collect();
             let sent: HashSet<String> = sent.into_iter().collect();
             for p in now.difference(&sent) {
-                push(&outbox, &PeerFrame::Holds { primary: p.clone(), held: true }, cfg.max_frame);
+                push(
+                    &outbox,
+                    &PeerFrame::Holds {
+                        primary: p.clone(),
+                        held: true,
+                    },
+                    cfg.max_frame,
+                );
             }
             for p in sent.difference(&now) {
-                push(&outbox, &PeerFrame::Holds { primary: p.clone(), held: false }, cfg.max_frame);
+                push(
+                    &outbox,
+                    &PeerFrame::Holds {
+                        primary: p.clone(),
+                        held: false,
+                    },
+                    cfg.max_frame,
+                );
             }
         }
         for primary in holds {
@@ -270,8 +350,20 @@ fn establish(
             }
         }
         hub.members.upsert(their.clone());
+        // And the new peer learns of every member, including any that joined after the
+        // hello it got (an acceptor's hello is sent before registration).
+        let everyone: Vec<MemberInfo> = hub
+            .members
+            .all()
+            .into_iter()
+            .filter(|m| m.id != their_id)
+            .collect();
+        push(&outbox, &PeerFrame::Members(everyone), cfg.max_frame);
+        // Dial every member not linked yet (whether or not it was known before: a joiner
+        // already recorded them to take its place in the join order).
         for m in members {
-            if m.id != shared.id && hub.members.upsert(m.clone()) && !hub.peers.contains_key(&m.id) {
+            if m.id != shared.id && !hub.peers.contains_key(&m.id) {
+                hub.members.upsert(m.clone());
                 to_dial.push(m);
             }
         }
@@ -341,7 +433,10 @@ async fn resolve_join(target: &str) -> Vec<SocketAddr> {
     if let Ok(addr) = target.parse::<SocketAddr>() {
         return vec![addr];
     }
-    let with_port = if target.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if target
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         target.to_owned()
     } else {
         format!("{target}:{DEFAULT_PORT}")
@@ -385,7 +480,9 @@ async fn try_join(shared: &Arc<Shared>) -> bool {
             match dial(shared, addr).await {
                 Ok(_) => return true,
                 Err(DialError::Myself) => {}
-                Err(DialError::Auth(e)) => tracing::warn!(%addr, error = %e, "cannot join: authentication failed (is the mesh secret the same on every node?)"),
+                Err(DialError::Auth(e)) => {
+                    tracing::warn!(%addr, error = %e, "cannot join: authentication failed (is the mesh secret the same on every node?)")
+                }
                 Err(e) => tracing::info!(%addr, error = %e, "join attempt failed"),
             }
         }
@@ -437,11 +534,20 @@ pub(super) fn send_gets(
     let mut waits = Vec::new();
     let mut pending = shared.pending();
     for node in targets {
-        let Some(link) = hub.peers.get(node) else { continue };
+        let Some(link) = hub.peers.get(node) else {
+            continue;
+        };
         let id = shared.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         pending.insert(id, PendingGet { node: *node, tx });
-        push(&link.outbox, &PeerFrame::Get { id, query: query.clone() }, shared.config.max_frame);
+        push(
+            &link.outbox,
+            &PeerFrame::Get {
+                id,
+                query: query.clone(),
+            },
+            shared.config.max_frame,
+        );
         waits.push((id, *node, rx));
     }
     waits
@@ -459,7 +565,11 @@ pub(super) async fn answer_merged(
     let deadline = tokio::time::Instant::now() + shared.config.remote_timeout;
     let mut answers = vec![(shared.id, Some(local))];
     for (id, node, rx) in waits {
-        let page = tokio::time::timeout_at(deadline, rx).await.ok().and_then(|r| r.ok()).flatten();
+        let page = tokio::time::timeout_at(deadline, rx)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten();
         if page.is_none() {
             shared.pending().remove(&id);
         }
@@ -476,7 +586,12 @@ pub(super) async fn answer_merged(
 
 /// Registers existing local subscriptions at a newly linked peer and delivers the rows it
 /// already holds to local subscribers, as changes.
-async fn subscribe_existing(shared: Arc<Shared>, node: NodeId, outbox: Outbox, specs: Vec<KeySpec>) {
+async fn subscribe_existing(
+    shared: Arc<Shared>,
+    node: NodeId,
+    outbox: Outbox,
+    specs: Vec<KeySpec>,
+) {
     let max_keys = (shared.config.limits.max_keys_per_query as usize).max(1);
     for chunk in specs.chunks(max_keys) {
         let mut query = GetQuery {
@@ -498,14 +613,21 @@ async fn subscribe_existing(shared: Arc<Shared>, node: NodeId, outbox: Outbox, s
                     None => return,
                 }
             };
-            let Ok(Ok(Some(page))) = tokio::time::timeout(shared.config.remote_timeout * 5, rx).await else {
+            let Ok(Ok(Some(page))) =
+                tokio::time::timeout(shared.config.remote_timeout * 5, rx).await
+            else {
                 tracing::warn!(%node, "peer did not answer a subscription registration");
                 return;
             };
             {
                 let mut hub = shared.hub();
                 for row in page.rows {
-                    apply_remote(&mut hub, node, Notification::Updated(row), shared.config.max_frame);
+                    apply_remote(
+                        &mut hub,
+                        node,
+                        Notification::Updated(row),
+                        shared.config.max_frame,
+                    );
                 }
             }
             match page.next {
@@ -526,7 +648,10 @@ fn apply_remote(hub: &mut Hub, node: NodeId, n: Notification, max_frame: usize) 
     let row = n.row();
     let id = (row.key.clone(), row.owner);
     let mirror = hub.mirror.entry(node).or_default();
-    if mirror.get(&id).is_some_and(|known| known.version >= row.version) {
+    if mirror
+        .get(&id)
+        .is_some_and(|known| known.version >= row.version)
+    {
         return;
     }
     let recipients: Vec<ClientId> = hub
@@ -546,11 +671,23 @@ fn apply_remote(hub: &mut Hub, node: NodeId, n: Notification, max_frame: usize) 
             mirror.remove(&id);
         }
     }
-    hub.deliver(Fanout { notification: n, recipients }, max_frame, false);
+    hub.deliver(
+        Fanout {
+            notification: n,
+            recipients,
+        },
+        max_frame,
+        false,
+    );
 }
 
 /// Reads one peer's frames until the link ends.
-async fn link_loop(shared: Arc<Shared>, conn: quinn::Connection, mut reader: FrameReader<quinn::RecvStream>, node: NodeId) {
+async fn link_loop(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    mut reader: FrameReader<quinn::RecvStream>,
+    node: NodeId,
+) {
     let max = shared.config.max_frame;
     let reason = loop {
         let frame = match reader.next::<PeerFrame>().await {
@@ -558,14 +695,19 @@ async fn link_loop(shared: Arc<Shared>, conn: quinn::Connection, mut reader: Fra
             Ok(None) => break "stream ended".to_owned(),
             Err(CodecError::Io(e)) => break e.to_string(),
             Err(e) => {
-                conn.close(CloseCode::Protocol.to_u32().into(), e.to_string().as_bytes());
+                conn.close(
+                    CloseCode::Protocol.to_u32().into(),
+                    e.to_string().as_bytes(),
+                );
                 break e.to_string();
             }
         };
         match frame {
             PeerFrame::Get { id, query } => {
                 let mut hub = shared.hub();
-                let Some(link) = hub.peers.get(&node) else { break "link replaced".into() };
+                let Some(link) = hub.peers.get(&node) else {
+                    break "link replaced".into();
+                };
                 let (pseudo, out) = (link.pseudo, link.outbox.clone());
                 let result = hub.store.get(pseudo, &query);
                 // Queued under the lock: the snapshot precedes every change after it.
@@ -586,7 +728,10 @@ async fn link_loop(shared: Arc<Shared>, conn: quinn::Connection, mut reader: Fra
                         if wanted {
                             let mirror = hub.mirror.entry(node).or_default();
                             let id = (row.key.clone(), row.owner);
-                            if mirror.get(&id).is_none_or(|known| known.version < row.version) {
+                            if mirror
+                                .get(&id)
+                                .is_none_or(|known| known.version < row.version)
+                            {
                                 mirror.insert(id, row.clone());
                             }
                         }
@@ -622,8 +767,8 @@ async fn link_loop(shared: Arc<Shared>, conn: quinn::Connection, mut reader: Fra
                         if m.id == shared.id {
                             continue;
                         }
-                        let new = hub.members.upsert(m.clone());
-                        if new && !hub.peers.contains_key(&m.id) {
+                        hub.members.upsert(m.clone());
+                        if !hub.peers.contains_key(&m.id) {
                             to_dial.push(m);
                         }
                     }
@@ -650,15 +795,22 @@ fn link_lost(shared: &Arc<Shared>, node: NodeId, conn: &quinn::Connection, reaso
             // A duplicate that was replaced, or already handled.
             _ => return,
         }
-        let Some(link) = hub.peers.remove(&node) else { return };
+        let Some(link) = hub.peers.remove(&node) else {
+            return;
+        };
         hub.links.remove(&link.pseudo);
-        hub.store.remove_client(link.pseudo, DeleteReason::Disconnected, now_ms());
+        hub.store
+            .remove_client(link.pseudo, DeleteReason::Disconnected, now_ms());
         let info = hub.members.remove(node);
         for set in hub.holders.values_mut() {
             set.remove(&node);
         }
         hub.holders.retain(|_, s| !s.is_empty());
-        let rows: Vec<Row> = hub.mirror.remove(&node).map(|m| m.into_values().collect()).unwrap_or_default();
+        let rows: Vec<Row> = hub
+            .mirror
+            .remove(&node)
+            .map(|m| m.into_values().collect())
+            .unwrap_or_default();
         let count = rows.len();
         let now = now_ms();
         for mut row in rows {
@@ -694,4 +846,3 @@ fn link_lost(shared: &Arc<Shared>, node: NodeId, conn: &quinn::Connection, reaso
         }
     }
 }
-

@@ -301,12 +301,20 @@ fn held_primaries_follow_first_and_last_row() {
     let a = client(&mut s, 1);
     let b = client(&mut s, 2);
     for _ in 0..100 {
-        s.post(a, Key::new("p", 1), Bytes::new(), 0).expect("repost");
+        s.post(a, Key::new("p", 1), Bytes::new(), 0)
+            .expect("repost");
     }
     s.post(b, Key::new("p", 2), Bytes::new(), 0).expect("post");
-    assert_eq!(s.take_hold_changes(), vec![("p".to_string(), true)], "re-posts change nothing");
+    assert_eq!(
+        s.take_hold_changes(),
+        vec![("p".to_string(), true)],
+        "re-posts change nothing"
+    );
     s.release(a, &[Key::new("p", 1)], 0).expect("release");
-    assert!(s.take_hold_changes().is_empty(), "b still holds a row under p");
+    assert!(
+        s.take_hold_changes().is_empty(),
+        "b still holds a row under p"
+    );
     s.remove_client(b, DeleteReason::Disconnected, 0);
     assert_eq!(s.take_hold_changes(), vec![("p".to_string(), false)]);
     assert!(s.held_primaries().is_empty());
@@ -314,12 +322,16 @@ fn held_primaries_follow_first_and_last_row() {
 
 #[test]
 fn system_identities_are_not_capped_in_subscriptions() {
-    let limits = StoreLimits { max_subscriptions: 1, ..StoreLimits::default() };
+    let limits = StoreLimits {
+        max_subscriptions: 1,
+        ..StoreLimits::default()
+    };
     let mut s = Store::new(NODE, limits, Filters::default());
     let peer = ClientId(50);
     s.add_system_client(peer);
     let mut query = q(&["a", "b", "c"]);
     query.subscribe = true;
-    s.get(peer, &query).expect("a peer's interest aggregates many clients' subscriptions");
+    s.get(peer, &query)
+        .expect("a peer's interest aggregates many clients' subscriptions");
     assert_eq!(s.stats().subscriptions, 3);
 }
