@@ -232,6 +232,13 @@ async fn reposting_then_releasing_unindexes_the_key() {
         .await
         .expect("release");
     assert!(b.get(vec![spec("again")]).await.expect("get").is_empty());
-    assert_eq!(n.node.stats().rows, 2, "only the node's own reserved rows remain");
-    assert!(n.node.holders_of("again").is_empty(), "the key is no longer indexed as held");
+    assert_eq!(
+        n.node.stats().rows,
+        2,
+        "only the node's own reserved rows remain"
+    );
+    assert!(
+        n.node.holders_of("again").is_empty(),
+        "the key is no longer indexed as held"
+    );
 }
