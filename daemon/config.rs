@@ -5,14 +5,18 @@
 //! "given the default value" and the file can fill in what the command line left out.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use cloudmesh::config::{default_name, ClassConfig};
+use cloudmesh::mesh::MeshSecret;
 use cloudmesh::store::{FilterRule, StoreLimits};
 use cloudmesh::NodeConfig;
 use serde::{Deserialize, Deserializer};
@@ -85,6 +89,26 @@ pub struct Cli {
     #[arg(long, env = "CLOUDD_KEEP_ALIVE", value_name = "DURATION")]
     pub keep_alive: Option<humantime::Duration>,
 
+    /// Join the mesh through this node: NAME[:PORT] or IP[:PORT], port 7946 by default; a
+    /// name is resolved to all its A/AAAA records. Repeatable; CLOUDD_JOIN takes a
+    /// comma-separated list. When nothing answers, this node starts the mesh
+    /// [default: none, a single node]
+    #[arg(long, env = "CLOUDD_JOIN", value_name = "NAME[:PORT]", value_delimiter = ',',
+        value_parser = parse_join)]
+    pub join: Vec<String>,
+
+    /// File holding the mesh secret all nodes share (at least 16 bytes; one trailing
+    /// newline is ignored). Instead, env CLOUDD_SECRET may hold the secret itself; there is
+    /// no flag for that, because flags show in `ps`
+    #[arg(long, env = "CLOUDD_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+
+    /// Address peers should use to reach this node, internal first (e.g. behind NAT).
+    /// Repeatable; CLOUDD_ADVERTISE takes a comma-separated list [default: the bound address]
+    #[arg(long, env = "CLOUDD_ADVERTISE", value_name = "ADDR", value_delimiter = ',',
+        value_parser = parse_addr)]
+    pub advertise: Vec<SocketAddr>,
+
     /// Validate the configuration, print the effective settings and exit
     #[arg(long)]
     pub check_config: bool,
@@ -134,6 +158,56 @@ pub struct FileConfig {
     filters: Vec<FilterRule>,
     #[serde(default)]
     classes: BTreeMap<String, ClassConfig>,
+    #[serde(default)]
+    join: Vec<String>,
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    advertise: Vec<SocketAddr>,
+}
+
+/// Checks the shape of a `--join` target; resolving it is the library's job. Spaces around
+/// items are dropped, since `CLOUDD_JOIN="a, b"` is an easy thing to write.
+fn parse_join(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let bad = |hint: &str| {
+        Err(format!(
+            "{t:?} is not NAME[:PORT] or IP[:PORT] (e.g. mesh.example.com, 10.0.0.5:7946, \
+             [fd00::5]:7946){hint}"
+        ))
+    };
+    if t.is_empty() {
+        return bad("");
+    }
+    if t.chars().any(char::is_whitespace) {
+        return bad(": no spaces inside");
+    }
+    if t.parse::<SocketAddr>().is_ok() {
+        return Ok(t.to_owned());
+    }
+    // Without brackets, the last group of an IPv6 address would be read as a port.
+    if t.parse::<Ipv6Addr>().is_ok() {
+        return bad(": write an IPv6 address in brackets, [ADDR] or [ADDR]:PORT");
+    }
+    if let Some(inner) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return match inner.parse::<Ipv6Addr>() {
+            Ok(_) => Ok(t.to_owned()),
+            Err(_) => bad(""),
+        };
+    }
+    match t.rsplit_once(':') {
+        Some((host, _)) if host.is_empty() || host.contains([':', '[', ']']) => bad(""),
+        Some((_, port)) if port.parse::<u16>().is_err() => {
+            bad(": the port is a number up to 65535")
+        }
+        _ => Ok(t.to_owned()),
+    }
+}
+
+/// A socket address, with spaces around it dropped (for comma-separated lists).
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not IP:PORT: {e}"))
 }
 
 /// Reads a humantime string ("5s", "500ms", "1m 30s").
@@ -155,7 +229,84 @@ impl FileConfig {
     }
 
     fn parse(text: &str) -> anyhow::Result<FileConfig> {
-        Ok(toml::from_str(text)?)
+        let file: FileConfig = toml::from_str(text)?;
+        for target in &file.join {
+            if let Err(e) = parse_join(target) {
+                bail!("join: {e}");
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// Settings that come only from the environment, read once so `merge` stays testable.
+#[derive(Debug, Default)]
+pub struct Env {
+    /// `RUST_LOG`, when set and not blank.
+    pub rust_log: Option<String>,
+    /// `CLOUDD_SECRET`, when set and not empty: the mesh secret itself.
+    pub secret: Option<Vec<u8>>,
+}
+
+impl Env {
+    fn read() -> Env {
+        Env {
+            rust_log: std::env::var("RUST_LOG")
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
+            // Bytes, not a String: a secret need not be UTF-8.
+            secret: std::env::var_os("CLOUDD_SECRET")
+                .map(OsString::into_vec)
+                .filter(|v| !v.is_empty()),
+        }
+    }
+}
+
+/// Where the mesh secret came from, for `--check-config` (which never prints the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// No secret: a single node that refuses peers.
+    None,
+    /// `--secret-file`, `CLOUDD_SECRET_FILE` or `secret_file`.
+    File(PathBuf),
+    /// `CLOUDD_SECRET`.
+    Env,
+}
+
+/// Loads the mesh secret from the one place it was given, with warnings to log.
+fn load_secret(
+    file: Option<PathBuf>,
+    env: Option<Vec<u8>>,
+) -> anyhow::Result<(Option<MeshSecret>, SecretSource, Vec<String>)> {
+    match (file, env) {
+        (None, None) => Ok((None, SecretSource::None, Vec::new())),
+        (Some(path), Some(_)) => bail!(
+            "the mesh secret is given twice, as file {} (--secret-file, CLOUDD_SECRET_FILE or \
+             secret_file) and in CLOUDD_SECRET; give only one",
+            path.display()
+        ),
+        (None, Some(bytes)) => {
+            let secret = MeshSecret::new(bytes).context("CLOUDD_SECRET")?;
+            Ok((Some(secret), SecretSource::Env, Vec::new()))
+        }
+        (Some(path), None) => {
+            // The library's error names the path.
+            let secret = MeshSecret::from_file(&path)?;
+            let mut warnings = Vec::new();
+            // Readable by others means anyone on the machine could join the mesh.
+            if let Ok(meta) = std::fs::metadata(&path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    warnings.push(format!(
+                        "mesh secret file {} is open to group or others (mode {mode:03o}); \
+                         restrict it with `chmod 600 {}`",
+                        path.display(),
+                        path.display()
+                    ));
+                }
+            }
+            Ok((Some(secret), SecretSource::File(path), warnings))
+        }
     }
 }
 
@@ -181,6 +332,10 @@ pub struct Settings {
     pub log: LogSettings,
     /// The file read, if any.
     pub file: Option<PathBuf>,
+    /// Where the mesh secret came from.
+    pub secret_source: SecretSource,
+    /// Problems worth logging that do not stop the node.
+    pub warnings: Vec<String>,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/cloudd`, `$HOME/.local/share/cloudd`, or
@@ -202,13 +357,10 @@ pub fn load(cli: Cli) -> anyhow::Result<Settings> {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
     };
-    let rust_log = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|s| !s.trim().is_empty());
-    merge(cli, file, rust_log)
+    merge(cli, file, Env::read())
 }
 
-fn merge(cli: Cli, file: FileConfig, rust_log: Option<String>) -> anyhow::Result<Settings> {
+fn merge(cli: Cli, file: FileConfig, env: Env) -> anyhow::Result<Settings> {
     let data_dir = cli
         .data_dir
         .or(file.data_dir)
@@ -244,12 +396,26 @@ fn merge(cli: Cli, file: FileConfig, rust_log: Option<String>) -> anyhow::Result
     }
     node.filters = file.filters;
     node.classes = file.classes;
+    // Lists replace rather than extend: flags or environment override the file as a whole.
+    node.join = if cli.join.is_empty() {
+        file.join
+    } else {
+        cli.join
+    };
+    node.advertise = if cli.advertise.is_empty() {
+        file.advertise
+    } else {
+        cli.advertise
+    };
+    let (secret, secret_source, warnings) =
+        load_secret(cli.secret_file.or(file.secret_file), env.secret)?;
+    node.secret = secret;
     if node.handshake_timeout.is_zero() {
         bail!("handshake_timeout must be longer than zero");
     }
     node.validate()?;
 
-    let (filter, filter_source) = match (cli.log, rust_log, file.log) {
+    let (filter, filter_source) = match (cli.log, env.rust_log, file.log) {
         (Some(f), _, _) => (f, "--log / CLOUDD_LOG"),
         (None, Some(f), _) => (f, "RUST_LOG"),
         (None, None, Some(f)) => (f, "the config file's `log`"),
@@ -271,6 +437,8 @@ fn merge(cli: Cli, file: FileConfig, rust_log: Option<String>) -> anyhow::Result
         node,
         log,
         file: cli.config,
+        secret_source,
+        warnings,
     })
 }
 
@@ -322,6 +490,31 @@ impl Settings {
             "keep_alive",
             humantime::format_duration(n.timing.keep_alive).to_string(),
         );
+        line(
+            "join",
+            if n.join.is_empty() {
+                "(none: a single node, or the first of a mesh)".to_owned()
+            } else {
+                n.join.join(", ")
+            },
+        );
+        line(
+            "advertise",
+            if n.advertise.is_empty() {
+                "(the bound address)".to_owned()
+            } else {
+                list(&n.advertise)
+            },
+        );
+        // Never the secret itself: this output ends up in tickets and chat.
+        line(
+            "secret",
+            match &self.secret_source {
+                SecretSource::None => "not set".to_owned(),
+                SecretSource::File(p) => format!("set (from {})", p.display()),
+                SecretSource::Env => "set (from CLOUDD_SECRET)".to_owned(),
+            },
+        );
         line("limits.max_row_bytes", l.max_row_bytes.to_string());
         line("limits.max_client_bytes", l.max_client_bytes.to_string());
         line("limits.max_get_bytes", l.max_get_bytes.to_string());
@@ -348,8 +541,19 @@ impl Settings {
                     .join(", ")
             },
         );
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
         s
     }
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -361,6 +565,29 @@ mod tests {
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("cloudd").chain(args.iter().copied()))
             .expect("test arguments parse")
+    }
+
+    fn rust_log(filter: &str) -> Env {
+        Env {
+            rust_log: Some(filter.to_owned()),
+            secret: None,
+        }
+    }
+
+    fn secret_env(secret: &str) -> Env {
+        Env {
+            rust_log: None,
+            secret: Some(secret.as_bytes().to_vec()),
+        }
+    }
+
+    /// A secret file with `mode` in a fresh directory (kept alive by the returned guard).
+    fn secret_file(mode: u32) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("mesh.secret");
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").expect("write secret");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        (dir, path)
     }
 
     /// The example with its settings uncommented: lines written `#key = ...` or `#[table]`
@@ -380,10 +607,15 @@ mod tests {
     fn example_parses_commented_and_uncommented() {
         FileConfig::parse(EXAMPLE).expect("example parses as shipped");
         let text = example_uncommented();
-        let file = FileConfig::parse(&text).expect("every example setting parses");
+        let mut file = FileConfig::parse(&text).expect("every example setting parses");
         assert!(file.listen.is_some() && file.limits.is_some() && file.keep_alive.is_some());
         assert!(!file.filters.is_empty() && !file.classes.is_empty());
-        let s = merge(cli(&[]), file, None).expect("example settings are valid");
+        assert!(!file.join.is_empty() && !file.advertise.is_empty());
+        // The example's secret file does not exist here (loading one is tested below), but
+        // its `join` needs a secret.
+        assert!(file.secret_file.take().is_some());
+        let s = merge(cli(&[]), file, secret_env("sixteen-bytes-or-more"))
+            .expect("example settings are valid");
         // The example shows the defaults; keep it honest.
         let d = NodeConfig::new("/x");
         assert_eq!(s.node.listen, d.listen);
@@ -404,7 +636,7 @@ mod tests {
             "name = \"from-file\"\nlisten = \"127.0.0.1:9000\"\nlog = \"debug\"\nkeep_alive = \"2s\"\n",
         )
         .expect("parses");
-        let s = merge(cli(&["--name", "from-flag"]), file, None).expect("valid");
+        let s = merge(cli(&["--name", "from-flag"]), file, Env::default()).expect("valid");
         assert_eq!(s.node.name, "from-flag");
         assert_eq!(s.node.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(s.node.timing.keep_alive, Duration::from_secs(2));
@@ -413,17 +645,142 @@ mod tests {
         let s = merge(
             cli(&[]),
             FileConfig::parse("log = \"debug\"").expect("parses"),
-            Some("warn".into()),
+            rust_log("warn"),
         )
         .expect("valid");
         assert_eq!(s.log.filter, "warn");
         let s = merge(
             cli(&["--log", "error"]),
             FileConfig::default(),
-            Some("warn".into()),
+            rust_log("warn"),
         )
         .expect("valid");
         assert_eq!(s.log.filter, "error");
+    }
+
+    #[test]
+    fn mesh_settings_merge_and_the_secret_is_never_shown() {
+        let file = FileConfig::parse(
+            "join = [\"mesh.example.com\", \"10.0.0.5:7946\"]\nadvertise = [\"10.0.0.9:7946\"]\n",
+        )
+        .expect("parses");
+        let s = merge(cli(&[]), file, secret_env("from-the-environment!")).expect("valid");
+        assert_eq!(s.node.join, ["mesh.example.com", "10.0.0.5:7946"]);
+        assert_eq!(s.node.advertise.len(), 1);
+        assert!(s.node.secret.is_some());
+        assert_eq!(s.secret_source, SecretSource::Env);
+        let summary = s.summary();
+        assert!(summary.contains("set (from CLOUDD_SECRET)"), "{summary}");
+        assert!(!summary.contains("from-the-environment"), "{summary}");
+        assert!(
+            !format!("{:?}", s.node).contains("from-the-environment"),
+            "Debug is redacted"
+        );
+
+        // Flags replace the file's lists as a whole; a comma list splits.
+        let file = FileConfig::parse("join = [\"a.example.com\"]").expect("parses");
+        let s = merge(
+            cli(&[
+                "--join",
+                "b.example.com:7000, 10.1.1.1",
+                "--join",
+                "[::1]:7946,[fd00::5]",
+                "--advertise",
+                "10.0.0.1:7946,192.0.2.1:7946",
+            ]),
+            file,
+            secret_env("sixteen-bytes-or-more"),
+        )
+        .expect("valid");
+        assert_eq!(
+            s.node.join,
+            ["b.example.com:7000", "10.1.1.1", "[::1]:7946", "[fd00::5]"]
+        );
+        assert_eq!(
+            list(&s.node.advertise),
+            "10.0.0.1:7946, 192.0.2.1:7946",
+            "internal first, in the order given"
+        );
+        let s = merge(cli(&[]), FileConfig::default(), Env::default()).expect("valid");
+        assert_eq!(s.secret_source, SecretSource::None);
+        assert!(s.summary().contains("secret                     not set"));
+        // Joining without a secret is the library's call; its message names the remedy.
+        let e = merge(
+            cli(&["--join", "10.0.0.5"]),
+            FileConfig::default(),
+            Env::default(),
+        )
+        .expect_err("join needs a secret");
+        assert!(format!("{e:#}").contains("--secret-file"), "{e:#}");
+
+        for bad in [
+            "",
+            "host:port",
+            "a b",
+            ":7946",
+            "host:99999",
+            "fd00::5",
+            "[x]:1",
+        ] {
+            assert!(
+                Cli::try_parse_from(["cloudd", "--join", bad]).is_err(),
+                "{bad:?} is refused"
+            );
+        }
+        let e = FileConfig::parse("join = [\"x:y\"]").expect_err("bad join in file");
+        assert!(format!("{e:#}").contains("x:y"), "{e:#}");
+    }
+
+    #[test]
+    fn secret_file_is_loaded_checked_and_exclusive() {
+        let (_dir, path) = secret_file(0o600);
+        let p = path.to_str().expect("UTF-8 path");
+        let s = merge(
+            cli(&["--secret-file", p]),
+            FileConfig::default(),
+            Env::default(),
+        )
+        .expect("valid");
+        assert!(s.node.secret.is_some());
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        let summary = s.summary();
+        assert!(summary.contains(&format!("set (from {p})")), "{summary}");
+        assert!(!summary.contains("0123456789abcdef"), "{summary}");
+
+        let e = merge(
+            cli(&["--secret-file", p]),
+            FileConfig::default(),
+            secret_env("another-secret-entirely"),
+        )
+        .expect_err("two secrets");
+        let msg = format!("{e:#}");
+        assert!(msg.contains("CLOUDD_SECRET") && msg.contains(p), "{msg}");
+
+        let (_dir, open) = secret_file(0o644);
+        let s = merge(
+            cli(&["--secret-file", open.to_str().expect("UTF-8 path")]),
+            FileConfig::default(),
+            Env::default(),
+        )
+        .expect("a loose mode warns but works");
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(s.warnings[0].contains("chmod 600"), "{:?}", s.warnings);
+        assert!(s.summary().contains("warning: "));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let short = dir.path().join("short.secret");
+        std::fs::write(&short, "too short\n").expect("write");
+        let short = short.to_str().expect("UTF-8 path");
+        let e = merge(
+            cli(&["--secret-file", short]),
+            FileConfig::default(),
+            Env::default(),
+        )
+        .expect_err("short secret");
+        assert!(format!("{e:#}").contains(short), "names the file: {e:#}");
+        let e = merge(cli(&[]), FileConfig::default(), secret_env("short"))
+            .expect_err("short secret in the environment");
+        assert!(format!("{e:#}").contains("CLOUDD_SECRET"), "{e:#}");
     }
 
     #[test]
@@ -435,10 +792,15 @@ mod tests {
         let e = FileConfig::parse("idle_timeout = \"five\"").expect_err("bad duration");
         assert!(format!("{e:#}").contains("invalid duration"), "{e:#}");
         let file = FileConfig::parse("idle_timeout = \"1s\"").expect("parses");
-        let e = merge(cli(&[]), file, None).expect_err("keep-alive not below idle timeout");
+        let e =
+            merge(cli(&[]), file, Env::default()).expect_err("keep-alive not below idle timeout");
         assert!(format!("{e:#}").contains("keep_alive"), "{e:#}");
-        let e = merge(cli(&["--log", "=nonsense=="]), FileConfig::default(), None)
-            .expect_err("bad filter");
+        let e = merge(
+            cli(&["--log", "=nonsense=="]),
+            FileConfig::default(),
+            Env::default(),
+        )
+        .expect_err("bad filter");
         assert!(format!("{e:#}").contains("log filter"), "{e:#}");
     }
 }

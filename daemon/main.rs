@@ -38,17 +38,32 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
     match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "cloudd stopped with an error");
-            eprintln!("cloudd: {e:#}");
-            ExitCode::FAILURE
+        Err(Failure { error, code }) => {
+            tracing::error!(error = %format!("{error:#}"), "cloudd stopped with an error");
+            eprintln!("cloudd: {error:#}");
+            ExitCode::from(code)
         }
     }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Why `run` stopped, with the exit code that tells a supervisor whether retrying can help.
+struct Failure {
+    error: anyhow::Error,
+    code: u8,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure { error, code: 1 }
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), Failure> {
     // Installed before the node announces itself, so a supervisor (or test) that signals
     // right after the announcement gets a clean shutdown rather than the default action.
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -60,8 +75,16 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             "cannot load or create the node's TLS identity in {}: {e} \
              (choose a writable directory with --data-dir)",
             data_dir.display()
-        ),
-        other => anyhow::Error::new(other).context("cannot start the node"),
+        )
+        .into(),
+        // Such as --join without a mesh secret: fixing the settings is the only remedy.
+        NodeError::Config(e) => Failure {
+            error: anyhow::Error::new(e).context("cannot start the node"),
+            code: EXIT_CONFIG,
+        },
+        other => anyhow::Error::new(other)
+            .context("cannot start the node")
+            .into(),
     })?;
     announce(&node, settings.log.format);
 
