@@ -407,9 +407,20 @@ fn merge(cli: Cli, file: FileConfig, env: Env) -> anyhow::Result<Settings> {
     } else {
         cli.advertise
     };
-    let (secret, secret_source, warnings) =
+    let (secret, secret_source, mut warnings) =
         load_secret(cli.secret_file.or(file.secret_file), env.secret)?;
     node.secret = secret;
+    // With no --advertise the node tells peers its bound address, and 0.0.0.0 or [::]
+    // leads other machines nowhere (a peer dialing it reaches itself).
+    let meshed = node.secret.is_some() || !node.join.is_empty();
+    if meshed && node.advertise.is_empty() && node.listen.ip().is_unspecified() {
+        warnings.push(format!(
+            "listening on {} (every interface) without --advertise: other nodes are told to \
+             reach this one at {}, which only works on this machine; give --advertise with \
+             this machine's address (internal first), or --listen on that address",
+            node.listen, node.listen
+        ));
+    }
     if node.handshake_timeout.is_zero() {
         bail!("handshake_timeout must be longer than zero");
     }
@@ -735,12 +746,8 @@ mod tests {
     fn secret_file_is_loaded_checked_and_exclusive() {
         let (_dir, path) = secret_file(0o600);
         let p = path.to_str().expect("UTF-8 path");
-        let s = merge(
-            cli(&["--secret-file", p]),
-            FileConfig::default(),
-            Env::default(),
-        )
-        .expect("valid");
+        let local = ["--secret-file", p, "--listen", "10.0.0.5:7946"];
+        let s = merge(cli(&local), FileConfig::default(), Env::default()).expect("valid");
         assert!(s.node.secret.is_some());
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
         let summary = s.summary();
@@ -758,7 +765,12 @@ mod tests {
 
         let (_dir, open) = secret_file(0o644);
         let s = merge(
-            cli(&["--secret-file", open.to_str().expect("UTF-8 path")]),
+            cli(&[
+                "--secret-file",
+                open.to_str().expect("UTF-8 path"),
+                "--advertise",
+                "10.0.0.5:7946",
+            ]),
             FileConfig::default(),
             Env::default(),
         )
@@ -766,6 +778,22 @@ mod tests {
         assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
         assert!(s.warnings[0].contains("chmod 600"), "{:?}", s.warnings);
         assert!(s.summary().contains("warning: "));
+
+        // Bound to every interface with nothing to advertise, peers elsewhere are lost.
+        let s = merge(
+            cli(&["--secret-file", p]),
+            FileConfig::default(),
+            Env::default(),
+        )
+        .expect("valid");
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(s.warnings[0].contains("--advertise"), "{:?}", s.warnings);
+        let s = merge(cli(&[]), FileConfig::default(), Env::default()).expect("valid");
+        assert!(
+            s.warnings.is_empty(),
+            "a single node needs no address: {:?}",
+            s.warnings
+        );
 
         let dir = tempfile::tempdir().expect("temp dir");
         let short = dir.path().join("short.secret");
