@@ -168,3 +168,127 @@ mod tests {
         assert_eq!(r.max_ms, 1.0);
     }
 }
+
+/// Knobs of the fan-out scenario.
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    /// Posts per second, across all posters.
+    pub rate: u32,
+    /// How long to post.
+    pub duration: Duration,
+    /// Concurrent posting connections.
+    pub posters: usize,
+    /// Distinct keys posted to.
+    pub keys: u32,
+}
+
+impl Default for FanoutOptions {
+    fn default() -> Self {
+        FanoutOptions {
+            rate: 10_000,
+            duration: Duration::from_secs(10),
+            posters: 4,
+            keys: 1000,
+        }
+    }
+}
+
+/// What the fan-out scenario measured.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FanoutReport {
+    /// Latency from post to notification at the subscriber (`ops` = notifications).
+    #[serde(flatten)]
+    pub latency: Report,
+    /// Posts acknowledged.
+    pub posted: u64,
+    /// Acknowledged posts whose notification never arrived.
+    pub missing: u64,
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Posts on one node at a fixed rate while a subscriber on another node measures how long
+/// each change takes to reach it (post sent → notification received, one process clock).
+pub async fn fanout(
+    post_addr: SocketAddr,
+    post_client: ClientOptions,
+    sub_addr: SocketAddr,
+    sub_client: ClientOptions,
+    opts: &FanoutOptions,
+) -> Result<FanoutReport, ClientError> {
+    let subscriber = Client::connect(sub_addr, sub_client).await?;
+    let (_, mut sub) = subscriber
+        .subscribe(vec![KeySpec::primary("bench.fanout")], None)
+        .await?;
+    let mut posters = Vec::new();
+    for _ in 0..opts.posters.max(1) {
+        posters.push(Client::connect(post_addr, post_client.clone()).await?);
+    }
+    let receiver = tokio::spawn(async move {
+        let mut lat = Vec::with_capacity(1 << 20);
+        while let Some(event) = sub.next().await {
+            if let crate::client::Event::Updated(row) = event {
+                if let Ok(sent) = <[u8; 8]>::try_from(&row.data[..]) {
+                    let us = unix_micros().saturating_sub(u64::from_le_bytes(sent));
+                    lat.push(u32::try_from(us).unwrap_or(u32::MAX));
+                }
+            }
+        }
+        lat
+    });
+    let n = posters.len() as u32;
+    let per_poster = (f64::from(opts.rate.max(1)) / f64::from(n)).max(1.0);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (p, client) in posters.iter().enumerate() {
+        let client = client.clone();
+        let keys = opts.keys.max(1);
+        let duration = opts.duration;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_poster));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let (mut posted, mut errors) = (0u64, 0u64);
+            let mut i = p as u32;
+            while start.elapsed() < duration {
+                tick.tick().await;
+                let key = Key::new("bench.fanout", i % keys);
+                i = i.wrapping_add(n);
+                match client
+                    .post(key, Bytes::copy_from_slice(&unix_micros().to_le_bytes()))
+                    .await
+                {
+                    Ok(_) => posted += 1,
+                    Err(_) => errors += 1,
+                }
+            }
+            (posted, errors)
+        }));
+    }
+    let (mut posted, mut errors) = (0, 0);
+    for t in tasks {
+        if let Ok((p, e)) = t.await {
+            posted += p;
+            errors += e;
+        }
+    }
+    let elapsed = start.elapsed();
+    // Let the last notifications arrive: a ping through the subscriber's node follows them
+    // only for local changes, so allow the remote ones a bounded moment too.
+    let _ = subscriber.ping().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    subscriber.clone().close().await;
+    for c in posters {
+        c.close().await;
+    }
+    let mut lat = receiver.await.unwrap_or_default();
+    let received = lat.len() as u64;
+    Ok(FanoutReport {
+        latency: Report::from_latencies(&mut lat, errors, elapsed),
+        posted,
+        missing: posted.saturating_sub(received),
+    })
+}

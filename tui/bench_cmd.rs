@@ -1,10 +1,11 @@
 //! `cloudctl bench`: runs the library's load scenarios and prints what they measured.
 
 use anyhow::Context;
-use cloudmesh::bench::{self, ThroughputOptions};
+use cloudmesh::bench::{self, FanoutOptions, Report, ThroughputOptions};
+use cloudmesh::transport::Trust;
 use serde_json::json;
 
-use crate::cli::ThroughputArgs;
+use crate::cli::{FanoutArgs, ThroughputArgs};
 use crate::client_cmds::{client_options, explain_connect};
 use crate::output;
 
@@ -38,19 +39,67 @@ pub async fn throughput(args: ThroughputArgs, json: bool) -> anyhow::Result<()> 
         }
         output::json_line(&value)?;
     } else {
+        print_table(&report)?;
+    }
+    Ok(())
+}
+
+fn print_table(report: &Report) -> anyhow::Result<()> {
+    output::line(&format!(
+        "{:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "ops/s", "ops", "errors", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+    ))?;
+    output::line(&format!(
+        "{:>12.0} {:>8} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+        report.ops_per_sec,
+        report.ops,
+        report.errors,
+        report.p50_ms,
+        report.p99_ms,
+        report.p999_ms,
+        report.max_ms
+    ))?;
+    Ok(())
+}
+
+/// `cloudctl bench fanout`.
+pub async fn fanout(args: FanoutArgs, json: bool) -> anyhow::Result<()> {
+    let (post_addr, post_opts) = client_options(&args.conn).await?;
+    let mut sub_conn = args.conn.clone();
+    sub_conn.server = args.subscriber_server.clone();
+    let (sub_addr, mut sub_opts) = client_options(&sub_conn).await?;
+    if let Some(pin) = args.subscriber_pin {
+        sub_opts.trust = Trust::Pin(pin);
+    }
+    let scenario = FanoutOptions {
+        rate: args.rate.max(1),
+        duration: args.duration,
+        posters: args.posters.max(1),
+        keys: args.keys.max(1),
+    };
+    if !json {
+        eprintln!(
+            "cloudctl: bench fanout: {} posts/s on {post_addr} for {:?}, subscriber on {sub_addr}",
+            scenario.rate, scenario.duration
+        );
+    }
+    let trust = post_opts.trust.clone();
+    let report = bench::fanout(post_addr, post_opts, sub_addr, sub_opts, &scenario)
+        .await
+        .map_err(|e| explain_connect(e, &trust))
+        .context("benchmark clients could not connect")?;
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("scenario".into(), json!("fanout"));
+            obj.insert("rate".into(), json!(scenario.rate));
+        }
+        output::json_line(&value)?;
+    } else {
+        print_table(&report.latency)?;
         output::line(&format!(
-            "{:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "ops/s", "ops", "errors", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
-        ))?;
-        output::line(&format!(
-            "{:>12.0} {:>8} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
-            report.ops_per_sec,
-            report.ops,
-            report.errors,
-            report.p50_ms,
-            report.p99_ms,
-            report.p999_ms,
-            report.max_ms
+            "posted {}, notifications missing {}",
+            report.posted, report.missing
         ))?;
     }
     Ok(())

@@ -82,6 +82,47 @@ pub enum BenchCommand {
         Compare with `redis-benchmark -c N -P D -t set,get`. Mind the node's rate_limit \
         (default 100,000 requests/s per client).")]
     Throughput(ThroughputArgs),
+    /// Cross-node notification latency: post on one node, a subscriber on another.
+    #[command(long_about = "Cross-node notification latency.\n\n\
+        --posters connections to --server post at --rate posts/s in total for --duration; a \
+        subscriber connected to --subscriber-server measures, per notification, the time from \
+        sending the post to receiving the change (both in this process, one clock). Prints \
+        latency percentiles, posts acknowledged and notifications missing; with --json one \
+        object with the fields of `bench throughput` (ops = notifications) plus \"posted\" and \
+        \"missing\". Trust for the subscriber's node: --subscriber-pin, else the same option \
+        as for --server (e.g. --insecure or --ca).")]
+    Fanout(FanoutArgs),
+}
+
+/// `cloudctl bench fanout`.
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// Node the subscriber connects to, HOST:PORT
+    #[arg(long, value_name = "HOST:PORT")]
+    pub subscriber_server: String,
+
+    /// Fingerprint of the subscriber's node, when trusting by pin
+    #[arg(long, value_name = "FINGERPRINT", value_parser = parse_pin)]
+    pub subscriber_pin: Option<[u8; 32]>,
+
+    /// Posts per second, in total
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u32,
+
+    /// How long to post (e.g. 10s)
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Posting connections
+    #[arg(long, default_value_t = 4)]
+    pub posters: usize,
+
+    /// Distinct keys posted to
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u32,
+
+    #[command(flatten)]
+    pub conn: ConnectArgs,
 }
 
 /// `cloudctl bench throughput`.

@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
         Command::Bench(cli::BenchCommand::Throughput(args)) => {
             bench_cmd::throughput(args, cli.json).await
         }
+        Command::Bench(cli::BenchCommand::Fanout(args)) => bench_cmd::fanout(args, cli.json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
