@@ -55,10 +55,10 @@ async fn mesh_node_owned(name: String, via: String) -> TestNode {
     mesh_node(&name, Some(secret(7)), vec![via]).await
 }
 
-async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
-    F: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
     let mut out = Vec::new();
