@@ -446,3 +446,44 @@ async fn reposting_then_releasing_removes_the_key_from_peers_indexes() {
     })
     .await;
 }
+
+/// Changes flow only where wanted: interest registered at peers is withdrawn when the last
+/// local subscriber leaves, and registered at nodes that join later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interest_at_peers_follows_local_subscribers() {
+    let nodes = mesh(2).await;
+    let remote_interest = |t: &TestNode| t.node.stats().subscriptions;
+    let watcher = nodes[0].client().await;
+    let (_, sub) = watcher
+        .subscribe(vec![spec("zone")], None)
+        .await
+        .expect("subscribe");
+    wait_until("interest registered at the peer", || {
+        remote_interest(&nodes[1]) == 1
+    })
+    .await;
+    drop(sub);
+    wait_until("interest withdrawn at the peer", || {
+        remote_interest(&nodes[1]) == 0
+    })
+    .await;
+
+    let (_, mut sub) = watcher
+        .subscribe(vec![spec("zone")], None)
+        .await
+        .expect("subscribe again");
+    let late = mesh_node("late", Some(secret(7)), vec![nodes[0].addr().to_string()]).await;
+    wait_until("the late node learns the existing interest", || {
+        remote_interest(&late) == 1
+    })
+    .await;
+    let poster = late.client().await;
+    poster
+        .post(Key::new("zone", 9), "from the late node")
+        .await
+        .expect("post");
+    match next_event(&mut sub).await {
+        Event::Updated(row) => assert_eq!(row.node, late.node.id()),
+        other => panic!("expected an update from the late node, got {other:?}"),
+    }
+}

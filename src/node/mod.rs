@@ -179,10 +179,15 @@ impl Hub {
         }
     }
 
-    /// Tells peers about primaries that became held or unheld here.
+    /// Tells peers about primaries that became held or unheld here, and withdraws interest
+    /// no local client has any more (changes flow only where they are wanted, §3.5).
     fn flush_holds(&mut self, max_frame: usize) {
         for (primary, held) in self.store.take_hold_changes() {
             self.broadcast(&PeerFrame::Holds { primary, held }, max_frame);
+        }
+        let dropped = self.store.take_interest_dropped();
+        if !dropped.is_empty() {
+            self.broadcast(&PeerFrame::Unsubscribe { keys: dropped }, max_frame);
         }
     }
 

@@ -141,6 +141,11 @@ pub struct Store {
     primary_rows: HashMap<String, usize>,
     /// Primaries that became held (`true`) or unheld (`false`) since the last take.
     hold_changes: Vec<(String, bool)>,
+    /// How many clients (not system identities) subscribe to each spec.
+    spec_refs: HashMap<KeySpec, usize>,
+    /// Specs no client subscribes to any more since the last take (to withdraw interest
+    /// registered at other nodes).
+    interest_dropped: Vec<KeySpec>,
 }
 
 impl Store {
@@ -158,6 +163,30 @@ impl Store {
             stats_bytes: 0,
             primary_rows: HashMap::new(),
             hold_changes: Vec::new(),
+            spec_refs: HashMap::new(),
+            interest_dropped: Vec::new(),
+        }
+    }
+
+    /// Specs that lost their last client subscriber since the last call.
+    pub fn take_interest_dropped(&mut self) -> Vec<KeySpec> {
+        let mut v = std::mem::take(&mut self.interest_dropped);
+        // A spec dropped and subscribed again since is still wanted.
+        v.retain(|s| !self.spec_refs.contains_key(s));
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn spec_ref(&mut self, spec: &KeySpec, up: bool) {
+        if up {
+            *self.spec_refs.entry(spec.clone()).or_insert(0) += 1;
+        } else if let Some(n) = self.spec_refs.get_mut(spec) {
+            *n -= 1;
+            if *n == 0 {
+                self.spec_refs.remove(spec);
+                self.interest_dropped.push(spec.clone());
+            }
         }
     }
 
@@ -253,14 +282,8 @@ impl Store {
 
     /// Every key spec some client (not a system identity) subscribes to, each once.
     pub fn client_subscription_specs(&self) -> Vec<KeySpec> {
-        let mut v: Vec<KeySpec> = self
-            .clients
-            .values()
-            .filter(|c| !c.system)
-            .flat_map(|c| c.subs.keys().cloned())
-            .collect();
+        let mut v: Vec<KeySpec> = self.spec_refs.keys().cloned().collect();
         v.sort();
-        v.dedup();
         v
     }
 
@@ -476,9 +499,13 @@ impl Store {
         };
         let keys: Vec<Key> = client.keys.iter().cloned().collect();
         let specs: Vec<KeySpec> = client.subs.keys().cloned().collect();
+        let system = client.system;
         // Drop its subscriptions first: a leaving client is not told of its own deletions.
         for spec in &specs {
             self.unindex_sub(id, spec);
+            if !system {
+                self.spec_ref(spec, false);
+            }
         }
         let out = keys
             .iter()
@@ -559,13 +586,21 @@ impl Store {
                 let Some(client) = self.clients.get_mut(&caller) else {
                     break;
                 };
-                if let Some(existing) = client.subs.get(spec) {
-                    let mut merged = existing.clone();
-                    merged.merge(filter);
-                    filter = merged;
-                }
+                let system = client.system;
+                let existed = match client.subs.get(spec) {
+                    Some(existing) => {
+                        let mut merged = existing.clone();
+                        merged.merge(filter);
+                        filter = merged;
+                        true
+                    }
+                    None => false,
+                };
                 client.subs.insert(spec.clone(), filter.clone());
                 self.index_sub(caller, spec, filter);
+                if !existed && !system {
+                    self.spec_ref(spec, true);
+                }
             }
         }
         Ok(page)
@@ -668,8 +703,12 @@ impl Store {
                 }
             };
             if remove {
+                let system = client.system;
                 client.subs.remove(spec);
                 self.unindex_sub(caller, spec);
+                if !system {
+                    self.spec_ref(spec, false);
+                }
                 if owners.is_none() {
                     changed += 1;
                 }

@@ -335,3 +335,33 @@ fn system_identities_are_not_capped_in_subscriptions() {
         .expect("a peer's interest aggregates many clients' subscriptions");
     assert_eq!(s.stats().subscriptions, 3);
 }
+
+#[test]
+fn interest_is_dropped_when_the_last_subscriber_leaves() {
+    let mut s = store();
+    let a = client(&mut s, 1);
+    let b = client(&mut s, 2);
+    let mut query = q(&["k", "j"]);
+    query.subscribe = true;
+    s.get(a, &query).expect("subscribe");
+    s.get(a, &query).expect("again: no double count");
+    s.get(b, &q(&["k"])).expect("plain get");
+    let mut kb = q(&["k"]);
+    kb.subscribe = true;
+    s.get(b, &kb).expect("b subscribes k");
+    assert_eq!(s.client_subscription_specs().len(), 2);
+    s.unsubscribe(a, &["k".parse().expect("spec")], None)
+        .expect("unsub");
+    assert!(s.take_interest_dropped().is_empty(), "b still wants k");
+    s.remove_client(a, DeleteReason::Disconnected, 0);
+    assert_eq!(
+        s.take_interest_dropped(),
+        vec!["j".parse::<KeySpec>().expect("spec")]
+    );
+    s.remove_client(b, DeleteReason::Disconnected, 0);
+    assert_eq!(
+        s.take_interest_dropped(),
+        vec!["k".parse::<KeySpec>().expect("spec")]
+    );
+    assert!(s.client_subscription_specs().is_empty());
+}
