@@ -410,15 +410,17 @@ fn merge(cli: Cli, file: FileConfig, env: Env) -> anyhow::Result<Settings> {
     let (secret, secret_source, mut warnings) =
         load_secret(cli.secret_file.or(file.secret_file), env.secret)?;
     node.secret = secret;
-    // With no --advertise the node tells peers its bound address, and 0.0.0.0 or [::]
-    // leads other machines nowhere (a peer dialing it reaches itself).
+    // With no --advertise a node bound to every interface is reached at the IP its peers
+    // see its links come from; right on a flat network, wrong behind NAT or with several
+    // interfaces, so remind the operator.
     let meshed = node.secret.is_some() || !node.join.is_empty();
     if meshed && node.advertise.is_empty() && node.listen.ip().is_unspecified() {
         warnings.push(format!(
-            "listening on {} (every interface) without --advertise: other nodes are told to \
-             reach this one at {}, which only works on this machine; give --advertise with \
-             this machine's address (internal first), or --listen on that address",
-            node.listen, node.listen
+            "listening on {} (every interface) without --advertise: peers will reach this \
+             node at the address they see its connections come from; give --advertise with \
+             this machine's address (internal first) if that is not reachable (NAT, several \
+             interfaces)",
+            node.listen
         ));
     }
     if node.handshake_timeout.is_zero() {

@@ -105,6 +105,8 @@ struct Hub {
     mirror: HashMap<NodeId, HashMap<(Key, ClientId), Row>>,
     /// Host as last computed, to notice changes.
     host: NodeId,
+    /// Its name, kept for the log line when the host is the member that was lost.
+    host_name: String,
     /// Bound address, advertised when no `advertise` is configured.
     local_addr: SocketAddr,
 }
@@ -220,15 +222,24 @@ impl Hub {
     fn check_host(&mut self, cfg: &NodeConfig) {
         let host = self.members.host();
         if host != self.host {
-            let name = |id: NodeId| {
-                self.members
-                    .get(id)
-                    .map_or_else(|| id.to_string(), |m| m.name.clone())
-            };
-            tracing::info!(old = %name(self.host), new = %name(host), old_id = %self.host, new_id = %host, "host changed");
-            self.host = host;
+            let new_name = self
+                .members
+                .get(host)
+                .map_or_else(|| host.to_string(), |m| m.name.clone());
+            tracing::info!(old = %self.host_name, new = %new_name, old_id = %self.host, new_id = %host, "host changed");
+            self.adopt_host();
             self.write_node_record(cfg);
         }
+    }
+
+    /// Takes the computed host as the current one without announcing a change (at start and
+    /// when joining: the mesh's host did not change because this node arrived).
+    fn adopt_host(&mut self) {
+        self.host = self.members.host();
+        self.host_name = self
+            .members
+            .get(self.host)
+            .map_or_else(|| self.host.to_string(), |m| m.name.clone());
     }
 }
 
@@ -358,8 +369,10 @@ impl Node {
             holders: HashMap::new(),
             mirror: HashMap::new(),
             host: id,
+            host_name: String::new(),
             local_addr: local,
         };
+        hub.adopt_host();
         hub.write_node_record(&config);
         hub.store.take_hold_changes();
 

@@ -248,6 +248,8 @@ fn establish(
     sent_holds: Option<Vec<String>>,
 ) -> Result<(), DialError> {
     let cfg = &shared.config;
+    let mut their = their;
+    reachable_addrs(&mut their.addrs, conn.remote_address());
     let their_id = their.id;
     let mut to_dial = Vec::new();
     let (outbox, writer) = outbox(PEER_OUTBOUND);
@@ -280,7 +282,8 @@ fn establish(
                 let me = hub.members.me_mut();
                 me.join_seq = seq;
                 me.state = NodeState::Active;
-                tracing::info!(join_seq = seq, via = %their.name, "joined the mesh");
+                hub.adopt_host();
+                tracing::info!(join_seq = seq, via = %their.name, host = %hub.host_name, "joined the mesh");
             }
             match encode_to_bytes(&my_hello(&hub), cfg.max_frame) {
                 Ok(bytes) => outbox.push_response(bytes),
@@ -388,6 +391,17 @@ fn establish(
     tokio::spawn(async move { link_loop(s, conn, reader, their_id).await });
     dial_members(shared, to_dial);
     Ok(())
+}
+
+/// A node bound to every interface advertises 0.0.0.0 or [::]; nobody can dial that. Use
+/// the IP its link really came from instead (with the advertised port), which is what other
+/// members can reach too.
+fn reachable_addrs(addrs: &mut [SocketAddr], seen_from: SocketAddr) {
+    for addr in addrs {
+        if addr.ip().is_unspecified() {
+            addr.set_ip(seen_from.ip());
+        }
+    }
 }
 
 fn push(outbox: &Outbox, frame: &PeerFrame, max: usize) {
@@ -844,5 +858,26 @@ fn link_lost(shared: &Arc<Shared>, node: NodeId, conn: &quinn::Connection, reaso
             let s = shared.clone();
             tokio::spawn(async move { connect_member(s, m).await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_become_the_seen_ip_with_the_advertised_port() {
+        let mut addrs: Vec<SocketAddr> = vec![
+            "0.0.0.0:7946".parse().expect("addr"),
+            "[::]:7000".parse().expect("addr"),
+            "10.1.2.3:7946".parse().expect("addr"),
+        ];
+        reachable_addrs(&mut addrs, "192.0.2.7:40000".parse().expect("addr"));
+        let want: Vec<SocketAddr> = vec![
+            "192.0.2.7:7946".parse().expect("addr"),
+            "192.0.2.7:7000".parse().expect("addr"),
+            "10.1.2.3:7946".parse().expect("addr"),
+        ];
+        assert_eq!(addrs, want);
     }
 }
