@@ -9,6 +9,7 @@ use bytes::Bytes;
 use cloudmesh::client::Event;
 use cloudmesh::mesh::MeshSecret;
 use cloudmesh::proto::{DeleteReason, GetQuery, Key, KeySpec, NodeId};
+use cloudmesh::MeshEvent;
 use common::*;
 
 fn secret(b: u8) -> MeshSecret {
@@ -353,6 +354,7 @@ async fn a_lost_node_yields_node_lost_deletions_and_a_new_host() {
         subs.push((c, sub, snap));
     }
     let host_id = host.node.id();
+    let mut events = nodes[0].node.events();
     host.node.shutdown("test: host goes away").await;
     for (_, sub, snap) in &mut subs {
         let mut gone = HashSet::new();

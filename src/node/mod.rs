@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, NodeConfig};
@@ -59,6 +59,33 @@ pub struct NodeRecord {
     pub state: String,
     /// Whether this node is the mesh host.
     pub host: bool,
+}
+
+/// Something that happened to the mesh, for the admin layer and tests (§4: `HostChanged` is
+/// an event in logs, admin stream and metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeshEvent {
+    /// An authenticated link to a node came up.
+    PeerUp {
+        /// The node.
+        node: NodeId,
+        /// Its name.
+        name: String,
+    },
+    /// A link was lost; its rows were deleted for local subscribers (`NodeLost`).
+    PeerLost {
+        /// The node.
+        node: NodeId,
+        /// Rows of it that local subscribers had seen.
+        rows: usize,
+    },
+    /// The host changed.
+    HostChanged {
+        /// The previous host.
+        old: NodeId,
+        /// The new host.
+        new: NodeId,
+    },
 }
 
 /// Where a link's frames go.
@@ -109,6 +136,8 @@ struct Hub {
     host_name: String,
     /// Bound address, advertised when no `advertise` is configured.
     local_addr: SocketAddr,
+    /// Mesh events to whoever listens (none is fine: sends to no receiver are dropped).
+    events: broadcast::Sender<MeshEvent>,
 }
 
 impl Hub {
@@ -227,6 +256,10 @@ impl Hub {
                 .get(host)
                 .map_or_else(|| host.to_string(), |m| m.name.clone());
             tracing::info!(old = %self.host_name, new = %new_name, old_id = %self.host, new_id = %host, "host changed");
+            let _ = self.events.send(MeshEvent::HostChanged {
+                old: self.host,
+                new: host,
+            });
             self.adopt_host();
             self.write_node_record(cfg);
         }
@@ -371,6 +404,7 @@ impl Node {
             host: id,
             host_name: String::new(),
             local_addr: local,
+            events: broadcast::channel(1024).0,
         };
         hub.adopt_host();
         hub.write_node_record(&config);
@@ -456,6 +490,12 @@ impl Node {
     /// The host as this node sees it.
     pub fn host(&self) -> NodeId {
         self.shared.hub().members.host()
+    }
+
+    /// Mesh events from now on (peer up/lost, host changes). A receiver that falls more than
+    /// 1,024 events behind gets `Lagged` and should re-read the state.
+    pub fn events(&self) -> broadcast::Receiver<MeshEvent> {
+        self.shared.hub().events.subscribe()
     }
 
     /// Nodes this node has an authenticated link to.

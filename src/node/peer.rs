@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::conn::respond;
-use super::{now_ms, Hub, Link, PeerLink, PendingGet, Shared};
+use super::{now_ms, Hub, Link, MeshEvent, PeerLink, PendingGet, Shared};
 use crate::mesh::{authenticate, merge_pages, Role, UNJOINED};
 use crate::proto::{
     encode_to_bytes, outbox, ClientId, CloseCode, CodecError, DeleteReason, FrameReader, GetPage,
@@ -378,6 +378,10 @@ fn establish(
             let out = outbox.clone();
             tokio::spawn(async move { subscribe_existing(s, their_id, out, specs).await });
         }
+        let _ = hub.events.send(MeshEvent::PeerUp {
+            node: their_id,
+            name: their.name.clone(),
+        });
         hub.check_host(cfg);
         hub.write_node_record(cfg);
     }
@@ -845,6 +849,7 @@ fn link_lost(shared: &Arc<Shared>, node: NodeId, conn: &quinn::Connection, reaso
             };
             hub.deliver(fan, cfg.max_frame, false);
         }
+        let _ = hub.events.send(MeshEvent::PeerLost { node, rows: count });
         tracing::warn!(peer = info.as_ref().map_or("?", |m| m.name.as_str()), id = %node, reason,
             rows = count, "peer lost; its rows are gone for local subscribers (NodeLost)");
         hub.check_host(cfg);
