@@ -386,6 +386,26 @@ async fn a_lost_node_yields_node_lost_deletions_and_a_new_host() {
         .await
         .expect("get")
         .is_empty());
+    // The admin layer sees the same story as events.
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert!(
+        seen.contains(&MeshEvent::PeerLost {
+            node: host_id,
+            rows: 2
+        }),
+        "{seen:?}"
+    );
+    let new_host = nodes[0].node.host();
+    assert!(
+        seen.contains(&MeshEvent::HostChanged {
+            old: host_id,
+            new: new_host
+        }),
+        "{seen:?}"
+    );
 }
 
 /// RakNet lost remote rows when gets ran concurrently.
