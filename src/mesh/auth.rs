@@ -66,6 +66,11 @@ impl MeshSecret {
         Ok(MeshSecret(bytes))
     }
 
+    /// The secret's bytes, for MACs within the mesh module.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Reads a secret file; one trailing newline is not part of the secret.
     pub fn from_file(path: &Path) -> Result<Self, MeshError> {
         let mut bytes = std::fs::read(path).map_err(|source| MeshError::ReadSecret {

@@ -5,7 +5,9 @@
 mod auth;
 mod membership;
 mod merge;
+mod ticket;
 
 pub use auth::{authenticate, AuthError, AuthLimiter, MeshError, MeshSecret, Role, MIN_SECRET_LEN};
 pub use membership::{Membership, UNJOINED};
 pub use merge::merge_pages;
+pub use ticket::{issue as issue_ticket, TicketBook, TicketError};

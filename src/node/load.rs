@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sysinfo::{ProcessesToUpdate, System};
 
 use super::{now_ms, Shared};
-use crate::proto::Key;
+use crate::proto::{Key, LoadInfo, PeerFrame};
 
 /// The JSON under `cloud.load/0`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,13 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>) {
                 cpu: sys.global_cpu_usage(),
                 memory_bytes,
             };
+            let info = LoadInfo {
+                clients: u32::try_from(record.clients).unwrap_or(u32::MAX),
+                capacity: shared.config.max_clients,
+                cpu_percent: record.cpu,
+            };
+            hub.loads.insert(shared.id, info);
+            hub.broadcast(&PeerFrame::Load(info), shared.config.max_frame);
             let json = serde_json::to_vec(&record).unwrap_or_default();
             let system = hub.system;
             match hub.store.post(

@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use crate::config::{ConfigError, NodeConfig};
 use crate::mesh::{AuthLimiter, Membership, UNJOINED};
 use crate::proto::{
-    encode_to_bytes, ClientId, CloseCode, GetPage, Key, MemberInfo, NodeId, NodeState, Outbox,
-    PeerFrame, Row, ServerFrame, ALPN_CLIENT, ALPN_PEER,
+    encode_to_bytes, ClientId, CloseCode, GetPage, Key, LoadInfo, MemberInfo, NodeId, NodeState,
+    Outbox, PeerFrame, Row, ServerFrame, ALPN_CLIENT, ALPN_PEER,
 };
 use crate::store::{Fanout, Filters, Store, StoreStats};
 use crate::transport::{self, Identity, TransportError, Trust};
@@ -138,6 +138,8 @@ struct Hub {
     local_addr: SocketAddr,
     /// Mesh events to whoever listens (none is fine: sends to no receiver are dropped).
     events: broadcast::Sender<MeshEvent>,
+    /// Last load each node reported (this node's own included), for placement.
+    loads: HashMap<NodeId, LoadInfo>,
 }
 
 impl Hub {
@@ -405,6 +407,7 @@ impl Node {
             host_name: String::new(),
             local_addr: local,
             events: broadcast::channel(1024).0,
+            loads: HashMap::new(),
         };
         hub.adopt_host();
         hub.write_node_record(&config);
@@ -503,6 +506,11 @@ impl Node {
         let mut v: Vec<NodeId> = self.shared.hub().peers.keys().copied().collect();
         v.sort();
         v
+    }
+
+    /// The last load each node reported, this node's own included (for placement).
+    pub fn loads(&self) -> HashMap<NodeId, LoadInfo> {
+        self.shared.hub().loads.clone()
     }
 
     /// Nodes this node believes hold rows under `primary` (itself included when it does).

@@ -794,6 +794,9 @@ async fn link_loop(
                 }
                 dial_members(&shared, to_dial);
             }
+            PeerFrame::Load(info) => {
+                shared.hub().loads.insert(node, info);
+            }
             PeerFrame::Hello { .. } => {
                 conn.close(CloseCode::Protocol.to_u32().into(), b"Hello sent twice");
                 break "Hello sent twice".into();
@@ -820,6 +823,7 @@ fn link_lost(shared: &Arc<Shared>, node: NodeId, conn: &quinn::Connection, reaso
         hub.store
             .remove_client(link.pseudo, DeleteReason::Disconnected, now_ms());
         let info = hub.members.remove(node);
+        hub.loads.remove(&node);
         for set in hub.holders.values_mut() {
             set.remove(&node);
         }

@@ -17,7 +17,9 @@ pub use messages::{
     Row, ServerFrame, Welcome,
 };
 pub use outbox::{outbox, Lagged, Outbox, OutboxWriter};
-pub use peer::{AuthFrame, MemberInfo, NodeState, PeerFrame, ALPN_PEER, PEER_PROTOCOL_VERSION};
+pub use peer::{
+    AuthFrame, LoadInfo, MemberInfo, NodeState, PeerFrame, ALPN_PEER, PEER_PROTOCOL_VERSION,
+};
 
 /// ALPN protocol id spoken by game clients (and `cloudctl post/get/watch`).
 pub const ALPN_CLIENT: &[u8] = b"cloudmesh/1";

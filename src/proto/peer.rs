@@ -117,4 +117,17 @@ pub enum PeerFrame {
     },
     /// A change to a row the receiver subscribed to.
     Change(Notification),
+    /// The sender's load, sent every load interval, so any node can place clients (§5).
+    Load(LoadInfo),
+}
+
+/// How busy a node is, as placement sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoadInfo {
+    /// Connected clients.
+    pub clients: u32,
+    /// Most clients it serves (`max_clients`).
+    pub capacity: u32,
+    /// Machine CPU use, percent of all cores.
+    pub cpu_percent: f32,
 }

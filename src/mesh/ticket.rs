@@ -1,0 +1,138 @@
+//! Redirect tickets (§5): a node that sends a client elsewhere gives it a ticket the target
+//! can check without asking anyone: HMAC-SHA256 under the mesh secret over the client id, the
+//! target and an expiry. The target admits the ticket's holder (it does not redirect it
+//! again, which would loop) under the same client id, once.
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::MeshSecret;
+use crate::proto::{ClientId, NodeId};
+
+/// Body: client id (8) ‖ target (16) ‖ expiry ms (8); then the MAC (32).
+const BODY: usize = 8 + 16 + 8;
+const LEN: usize = BODY + 32;
+
+/// Why a ticket was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// Not a ticket of this mesh (wrong length or MAC).
+    #[error("the redirect ticket is not valid for this mesh")]
+    Invalid,
+    /// Issued for another node.
+    #[error("the redirect ticket names another node")]
+    WrongNode,
+    /// Too old.
+    #[error("the redirect ticket has expired")]
+    Expired,
+    /// Already used once.
+    #[error("the redirect ticket was already used")]
+    Used,
+}
+
+fn mac(secret: &MeshSecret, body: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length; this cannot fail.
+    let mut m =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret.bytes()).unwrap_or_else(|_| unreachable!());
+    m.update(b"cloudmesh-redirect-ticket");
+    m.update(body);
+    m.finalize().into_bytes().into()
+}
+
+/// A ticket for `client` to be admitted by `target` until `expires_ms` (Unix ms).
+pub fn issue(secret: &MeshSecret, client: ClientId, target: NodeId, expires_ms: u64) -> Bytes {
+    let mut b = BytesMut::with_capacity(LEN);
+    b.put_u64(client.0);
+    b.put_u128(target.0);
+    b.put_u64(expires_ms);
+    let tag = mac(secret, &b);
+    b.put_slice(&tag);
+    b.freeze()
+}
+
+/// Tickets a node has accepted, so each is used once. Entries are dropped after expiry.
+#[derive(Debug, Default)]
+pub struct TicketBook {
+    used: HashMap<[u8; 32], u64>,
+}
+
+impl TicketBook {
+    /// Checks a ticket presented to node `me` at `now_ms`; returns the client id it carries.
+    pub fn redeem(
+        &mut self,
+        secret: &MeshSecret,
+        ticket: &[u8],
+        me: NodeId,
+        now_ms: u64,
+    ) -> Result<ClientId, TicketError> {
+        if ticket.len() != LEN {
+            return Err(TicketError::Invalid);
+        }
+        let (body, tag) = ticket.split_at(BODY);
+        if !bool::from(mac(secret, body).ct_eq(tag)) {
+            return Err(TicketError::Invalid);
+        }
+        let field = |r: std::ops::Range<usize>| body.get(r).ok_or(TicketError::Invalid);
+        let client = u64::from_be_bytes(field(0..8)?.try_into().map_err(|_| TicketError::Invalid)?);
+        let target =
+            u128::from_be_bytes(field(8..24)?.try_into().map_err(|_| TicketError::Invalid)?);
+        let expires = u64::from_be_bytes(
+            field(24..32)?
+                .try_into()
+                .map_err(|_| TicketError::Invalid)?,
+        );
+        if target != me.0 {
+            return Err(TicketError::WrongNode);
+        }
+        if now_ms > expires {
+            return Err(TicketError::Expired);
+        }
+        self.used.retain(|_, exp| *exp >= now_ms);
+        let key: [u8; 32] = tag.try_into().map_err(|_| TicketError::Invalid)?;
+        if self.used.insert(key, expires).is_some() {
+            return Err(TicketError::Used);
+        }
+        Ok(ClientId(client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticket_admits_once_at_its_node_before_expiry() {
+        let s = MeshSecret::new(vec![7; 32]).expect("secret");
+        let other = MeshSecret::new(vec![8; 32]).expect("secret");
+        let t = issue(&s, ClientId(42), NodeId(9), 1000);
+        let mut book = TicketBook::default();
+        assert_eq!(
+            book.redeem(&other, &t, NodeId(9), 10),
+            Err(TicketError::Invalid)
+        );
+        assert_eq!(
+            book.redeem(&s, &t, NodeId(8), 10),
+            Err(TicketError::WrongNode)
+        );
+        assert_eq!(
+            book.redeem(&s, &t, NodeId(9), 1001),
+            Err(TicketError::Expired)
+        );
+        assert_eq!(book.redeem(&s, &t, NodeId(9), 10), Ok(ClientId(42)));
+        assert_eq!(book.redeem(&s, &t, NodeId(9), 11), Err(TicketError::Used));
+        let mut forged = t.to_vec();
+        forged[0] ^= 1;
+        assert_eq!(
+            book.redeem(&s, &forged, NodeId(9), 10),
+            Err(TicketError::Invalid)
+        );
+        assert_eq!(
+            book.redeem(&s, &t[..10], NodeId(9), 10),
+            Err(TicketError::Invalid)
+        );
+    }
+}
