@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod mesh;
 pub mod node;
+pub mod placement;
 pub mod proto;
 pub mod store;
 pub mod transport;
