@@ -58,8 +58,10 @@ pub struct NodeConfig {
     pub advertise: Vec<SocketAddr>,
     /// How long a get waits for other nodes before answering without them (`incomplete`).
     pub remote_timeout: Duration,
-    /// How often `cloud.load/0` is refreshed.
+    /// How often `cloud.load/0` is refreshed (and load is told to peers).
     pub load_interval: Duration,
+    /// Placement weights and hysteresis (§5).
+    pub placement: crate::placement::Weights,
 }
 
 /// Why a configuration cannot work.
@@ -89,6 +91,7 @@ impl NodeConfig {
             advertise: Vec::new(),
             remote_timeout: Duration::from_secs(2),
             load_interval: Duration::from_secs(2),
+            placement: crate::placement::Weights::default(),
         }
     }
 
@@ -131,6 +134,9 @@ impl NodeConfig {
                     .into(),
             );
         }
+        self.placement
+            .validate()
+            .map_err(|e| ConfigError(format!("placement: {e}")))?;
         if self.name.is_empty() {
             return fail("name must not be empty".into());
         }

@@ -19,8 +19,8 @@ pub use subscription::{Event, Subscription};
 
 use crate::proto::{
     encode_to_bytes, outbox, ClientFrame, ClientId, CloseCode, CodecError, FrameReader, GetPage,
-    GetQuery, Hello, Key, KeySpec, LimitsInfo, NodeId, Outbox, Reply, Request, Row, ServerFrame,
-    Welcome, WireError, ALPN_CLIENT, DEFAULT_MAX_FRAME,
+    GetQuery, Hello, Key, KeySpec, LimitsInfo, NodeId, NodeRtt, Outbox, Placement, Position, Reply,
+    Request, Row, ServerFrame, Welcome, WireError, ALPN_CLIENT, DEFAULT_MAX_FRAME,
 };
 use crate::transport::{self, Timing, Trust};
 use subscription::SubEntry;
@@ -83,6 +83,18 @@ pub struct ClientOptions {
     pub timing: Timing,
     /// Limit on connecting plus the version handshake.
     pub connect_timeout: Duration,
+    /// The client's position in the game world, reported for zone placement.
+    pub position: Option<Position>,
+    /// Round-trip times to report in the hello (normally measured by [`Client::connect_mesh`]
+    /// with `probe_rtt`; settable for clients that measure themselves).
+    pub rtts: Vec<NodeRtt>,
+    /// With [`Client::connect_mesh`]: measure the RTT to every node before asking where to
+    /// be served (parallel QUIC handshakes within `probe_budget`).
+    pub probe_rtt: bool,
+    /// Time allowed for all RTT probes together.
+    pub probe_budget: Duration,
+    /// A redirect ticket to present (set by [`Client::connect_mesh`] when following one).
+    pub ticket: Option<Bytes>,
 }
 
 impl ClientOptions {
@@ -97,6 +109,11 @@ impl ClientOptions {
             max_frame: DEFAULT_MAX_FRAME,
             timing: Timing::default(),
             connect_timeout: Duration::from_secs(10),
+            position: None,
+            rtts: Vec::new(),
+            probe_rtt: false,
+            probe_budget: Duration::from_millis(500),
+            ticket: None,
         }
     }
 }
@@ -181,6 +198,9 @@ impl Client {
             class: opts.class.clone(),
             token: opts.token.clone(),
             session: opts.session.clone(),
+            ticket: opts.ticket.clone(),
+            rtts: opts.rtts.clone(),
+            position: opts.position,
             ..Hello::current()
         });
         let max_frame = opts.max_frame;
@@ -236,6 +256,137 @@ impl Client {
                 max_frame,
             }),
         })
+    }
+
+    /// Connects to the mesh through `seeds` (tried in random order until one answers, so
+    /// the loss of any one node does not matter) and ends up on the node placement chose:
+    /// with `probe_rtt` it measures RTTs to every node and asks; either way it follows a
+    /// `Redirect` (closing the seed connection). If the chosen node cannot be reached, it
+    /// stays where it is.
+    pub async fn connect_mesh(
+        seeds: &[SocketAddr],
+        opts: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        use rand::seq::SliceRandom;
+        let mut order = seeds.to_vec();
+        order.shuffle(&mut rand::thread_rng());
+        let mut last = None;
+        for addr in order {
+            match Client::connect(addr, opts.clone()).await {
+                Ok(client) => return client.follow_placement(opts).await,
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Config("no seed addresses given".into())))
+    }
+
+    async fn follow_placement(self, opts: ClientOptions) -> Result<Client, ClientError> {
+        let mut placement = self.inner.welcome.placement.clone();
+        if opts.probe_rtt {
+            let rtts = self.probe_rtts(opts.probe_budget).await;
+            if let Ok((p, _)) = self.place(rtts, opts.position).await {
+                placement = p;
+            }
+        }
+        let Placement::Redirect {
+            addrs,
+            ticket,
+            fingerprint,
+            ..
+        } = placement
+        else {
+            return Ok(self);
+        };
+        let mut there = opts;
+        there.ticket = Some(ticket);
+        if let Trust::Pin(_) = there.trust {
+            // The node we trust vouches for the target's certificate.
+            there.trust = Trust::Pin(fingerprint);
+        }
+        for addr in addrs {
+            if let Ok(client) = Client::connect(addr, there.clone()).await {
+                self.close().await;
+                return Ok(client);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Where should this client be served? The node answers with a decision and an
+    /// explanation (per-candidate scores).
+    pub async fn place(
+        &self,
+        rtts: Vec<NodeRtt>,
+        position: Option<Position>,
+    ) -> Result<(Placement, String), ClientError> {
+        match self.request(Request::Place { rtts, position }).await? {
+            Reply::Placed { placement, explain } => Ok((placement, explain)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Measures the round trip to every node listed in `cloud.nodes`, in parallel within
+    /// `budget`; nodes that do not answer in time are left out. A probe is a bare QUIC
+    /// handshake: nothing (no class, token or session) is sent to the probed node.
+    pub async fn probe_rtts(&self, budget: Duration) -> Vec<NodeRtt> {
+        let Ok(rows) = self.get(vec![KeySpec::primary("cloud.nodes")]).await else {
+            return Vec::new();
+        };
+        let mut probes = Vec::new();
+        for row in rows {
+            let Ok(record) = serde_json::from_slice::<serde_json::Value>(&row.data) else {
+                continue;
+            };
+            let Some(node) = record["id"]
+                .as_str()
+                .and_then(|s| u128::from_str_radix(s, 16).ok())
+                .map(NodeId)
+            else {
+                continue;
+            };
+            let addrs: Vec<SocketAddr> = record["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str()?.parse().ok())
+                .collect();
+            let Some(addr) = addrs.first().copied() else {
+                continue;
+            };
+            let endpoint = self.inner.endpoint.clone();
+            probes.push(tokio::spawn(async move {
+                let cfg = transport::client_config(
+                    &Trust::InsecureDevOnly,
+                    ALPN_CLIENT,
+                    Timing::default(),
+                )
+                .ok()?;
+                let conn = endpoint
+                    .connect_with(cfg, addr, "cloudmesh")
+                    .ok()?
+                    .await
+                    .ok()?;
+                let rtt = conn.rtt();
+                conn.close(CloseCode::Normal.to_u32().into(), b"rtt probe");
+                Some(NodeRtt {
+                    node,
+                    micros: u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX),
+                })
+            }));
+        }
+        let deadline = tokio::time::Instant::now() + budget;
+        let mut out = Vec::new();
+        for p in probes {
+            if let Ok(Ok(Some(r))) = tokio::time::timeout_at(deadline, p).await {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// The node's placement answer at connect time.
+    pub fn placement(&self) -> &Placement {
+        &self.inner.welcome.placement
     }
 
     /// This session's id (mesh-wide, survives migration).

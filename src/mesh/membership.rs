@@ -111,6 +111,7 @@ mod tests {
             addrs: vec![],
             join_seq: seq,
             state,
+            fingerprint: [0; 32],
         }
     }
 

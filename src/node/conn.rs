@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 use super::rate::TokenBucket;
-use super::{now_ms, peer, Link, Shared};
+use super::{now_ms, peer, place, Link, Shared};
 use crate::proto::{
     encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, DeleteReason, FrameReader,
-    Hello, LimitsInfo, Reply, Request, ServerFrame, Welcome, WireError, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    Hello, LimitsInfo, Placement, Reply, Request, ServerFrame, Welcome, WireError,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use crate::proto::{outbox, Outbox, OutboxWriter};
 
@@ -192,10 +192,30 @@ fn admit(
             },
         ));
     }
-    let mut id = ClientId::random();
-    while hub.store.has_client(id) {
+    // A redirect ticket from another node admits the client here (no second redirect),
+    // under the client id it names when that id is free here.
+    let mut ticket_id = None;
+    if let Some(ticket) = &hello.ticket {
+        let Some(secret) = &cfg.secret else {
+            return Err(forbidden(
+                "this node is not part of a mesh: it takes no redirect tickets".into(),
+            ));
+        };
+        match hub.tickets.redeem(secret, ticket, shared.id, now_ms()) {
+            Ok(id) => ticket_id = Some(id).filter(|id| !hub.store.has_client(*id)),
+            Err(e) => return Err(forbidden(e.to_string())),
+        }
+    }
+    let mut id = ticket_id.unwrap_or_else(ClientId::random);
+    while ticket_id.is_none() && hub.store.has_client(id) {
         id = ClientId::random();
     }
+    let placement = if hello.ticket.is_some() {
+        Placement::Stay
+    } else {
+        let decision = place::decide(&hub, shared, &hello.rtts, hello.position);
+        place::placement(&hub, shared, &decision, id)
+    };
     let session = hello.session.clone().unwrap_or_default();
     hub.store
         .add_client(id, class, session)
@@ -216,6 +236,7 @@ fn admit(
             max_subscriptions: l.max_subscriptions,
             max_session_bytes: l.max_session_bytes,
         },
+        placement,
     });
     let (outbox, writer) = outbox(cfg.max_outbound_bytes);
     match encode_to_bytes(&welcome, cfg.max_frame) {
@@ -371,6 +392,16 @@ fn handle(shared: &Arc<Shared>, client: ClientId, outbox: &Outbox, id: u64, op: 
             .set_session(client, data)
             .map(|()| Reply::SessionSet),
         Request::Ping => Ok(Reply::Pong),
+        Request::Place { rtts, position } => {
+            let decision = place::decide(&hub, shared, &rtts, position);
+            // A connected client that moves reconnects (its rows here are not carried; that
+            // is migration's job), so its ticket names a fresh id, never its current one.
+            let placement = place::placement(&hub, shared, &decision, ClientId::random());
+            Ok(Reply::Placed {
+                placement,
+                explain: decision.explain(),
+            })
+        }
     };
     hub.flush_holds(max);
     respond(shared, outbox, id, result);

@@ -5,6 +5,7 @@
 mod conn;
 mod load;
 mod peer;
+mod place;
 mod rate;
 
 use std::collections::{HashMap, HashSet};
@@ -140,6 +141,10 @@ struct Hub {
     events: broadcast::Sender<MeshEvent>,
     /// Last load each node reported (this node's own included), for placement.
     loads: HashMap<NodeId, LoadInfo>,
+    /// Redirect tickets already honoured (each admits once).
+    tickets: crate::mesh::TicketBook,
+    /// Zone ownership as the host last published it (`cloud.zones/0`), when zones are on.
+    zones: Option<crate::placement::ZoneMap>,
 }
 
 impl Hub {
@@ -394,6 +399,7 @@ impl Node {
             } else {
                 NodeState::Joining
             },
+            fingerprint: crate::transport::parse_fingerprint(&fingerprint).unwrap_or([0; 32]),
         };
         let mut hub = Hub {
             store,
@@ -408,6 +414,8 @@ impl Node {
             local_addr: local,
             events: broadcast::channel(1024).0,
             loads: HashMap::new(),
+            tickets: crate::mesh::TicketBook::default(),
+            zones: None,
         };
         hub.adopt_host();
         hub.write_node_record(&config);

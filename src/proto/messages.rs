@@ -44,6 +44,50 @@ pub struct Hello {
     pub token: Option<String>,
     /// Initial session blob (§3.2), same limit as [`Request::SetSession`].
     pub session: Option<Bytes>,
+    /// A redirect ticket from another node of the mesh: admit me here, under its client id.
+    pub ticket: Option<Bytes>,
+    /// Round-trip times the client measured to nodes, for placement (§5).
+    pub rtts: Vec<NodeRtt>,
+    /// The client's position in the game world, for zone placement.
+    pub position: Option<Position>,
+}
+
+/// A round-trip time the client measured to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRtt {
+    /// The node.
+    pub node: NodeId,
+    /// Round trip, microseconds.
+    pub micros: u32,
+}
+
+/// A position in the game world (units as in the zone config).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// East-west.
+    pub x: f32,
+    /// North-south.
+    pub y: f32,
+}
+
+/// Where a client should be served (§5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placement {
+    /// Here is fine.
+    Stay,
+    /// Another node is better: connect there and present the ticket.
+    Redirect {
+        /// The better node.
+        node: NodeId,
+        /// Its name.
+        name: String,
+        /// Where to reach it, internal first.
+        addrs: Vec<std::net::SocketAddr>,
+        /// Admits this client there, once, for a short while.
+        ticket: Bytes,
+        /// SHA-256 of its certificate, vouched for by the redirecting node (pin it).
+        fingerprint: [u8; 32],
+    },
 }
 
 impl Hello {
@@ -56,6 +100,9 @@ impl Hello {
             class: None,
             token: None,
             session: None,
+            ticket: None,
+            rtts: Vec::new(),
+            position: None,
         }
     }
 }
@@ -91,6 +138,13 @@ pub enum Request {
     },
     /// No-op round trip, for RTT measurement and liveness.
     Ping,
+    /// Where should I be served? Answered with [`Reply::Placed`].
+    Place {
+        /// Round-trip times the client measured to nodes.
+        rtts: Vec<NodeRtt>,
+        /// The client's position in the game world.
+        position: Option<Position>,
+    },
 }
 
 /// A get (§3.2).
@@ -132,6 +186,13 @@ pub enum Reply {
     SessionSet,
     /// Answer to [`Request::Ping`].
     Pong,
+    /// Answer to [`Request::Place`].
+    Placed {
+        /// The decision.
+        placement: Placement,
+        /// Per-candidate scores, as an aligned table for humans.
+        explain: String,
+    },
 }
 
 /// One page of a get's result.
@@ -230,6 +291,8 @@ pub struct Welcome {
     pub node_name: String,
     /// What the node enforces.
     pub limits: LimitsInfo,
+    /// Whether the client should move to a better node right away.
+    pub placement: Placement,
 }
 
 /// Frames a node sends to a client.

@@ -13,8 +13,8 @@ pub use codec::{encode_frame, encode_to_bytes, CodecError, FrameDecoder, FrameRe
 pub use error::{CloseCode, WireError};
 pub use ids::{ClientId, Cursor, Key, KeySpec, NodeId, ParseKeyError};
 pub use messages::{
-    ClientFrame, DeleteReason, GetPage, GetQuery, Hello, LimitsInfo, Notification, Reply, Request,
-    Row, ServerFrame, Welcome,
+    ClientFrame, DeleteReason, GetPage, GetQuery, Hello, LimitsInfo, NodeRtt, Notification,
+    Placement, Position, Reply, Request, Row, ServerFrame, Welcome,
 };
 pub use outbox::{outbox, Lagged, Outbox, OutboxWriter};
 pub use peer::{

@@ -70,6 +70,8 @@ pub struct MemberInfo {
     pub join_seq: u64,
     /// Lifecycle state.
     pub state: NodeState,
+    /// SHA-256 of its certificate: a client redirected there by a node it trusts can pin it.
+    pub fingerprint: [u8; 32],
 }
 
 /// Frames between authenticated nodes.
