@@ -133,7 +133,7 @@ async fn a_redirect_ticket_admits_once_and_only_at_its_node() {
         .expect("ticket admits");
     assert_eq!(
         first.placement(),
-        &Placement::Stay,
+        Placement::Stay,
         "a ticket holder is not redirected again"
     );
     let again = Client::connect(b.addr(), opts)

@@ -200,7 +200,7 @@ pub async fn post(args: PostArgs, json: bool) -> anyhow::Result<()> {
             key: args.key.to_string(),
             version,
             client: client.id().to_string(),
-            node: client.node_name(),
+            node: &client.node_name(),
         })
         .context("cannot write to stdout")?;
         eprintln!("cloudctl: {note}");

@@ -4,9 +4,10 @@
 //! [`Subscription`] streams of [`Event`]s. Depends only on `proto` and `transport`, never on
 //! node internals.
 
+mod link;
 mod subscription;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -15,12 +16,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+pub use link::Migrated;
 pub use subscription::{Event, Subscription};
 
 use crate::proto::{
-    encode_to_bytes, outbox, ClientFrame, ClientId, CloseCode, CodecError, FrameReader, GetPage,
-    GetQuery, Hello, Key, KeySpec, LimitsInfo, NodeId, NodeRtt, Outbox, Placement, Position, Reply,
-    Request, Row, ServerFrame, Welcome, WireError, ALPN_CLIENT, DEFAULT_MAX_FRAME,
+    encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, GetPage, GetQuery, Key, KeySpec,
+    LimitsInfo, NodeId, NodeRtt, Notification, Placement, Position, Reply, Request, Row, Welcome,
+    WireError, ALPN_CLIENT, DEFAULT_MAX_FRAME,
 };
 use crate::transport::{self, Timing, Trust};
 use subscription::SubEntry;
@@ -118,15 +120,31 @@ impl ClientOptions {
     }
 }
 
-/// State shared by callers and the reader task.
+/// State shared by callers, the read loops and a migration in progress.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// Requests waiting for their response.
     pending: HashMap<u64, oneshot::Sender<Result<Reply, ClientError>>>,
     /// Local subscriptions by id.
     pub(crate) subs: HashMap<u64, SubEntry>,
-    /// Set once the connection is gone; later calls fail with it.
+    /// Set once the connection is gone for good; later calls fail with it.
     closed: Option<ClientError>,
+    /// The link requests go to; `None` only while the old node is gone mid-migration.
+    link: Option<link::Link>,
+    /// The welcome of the node serving (or that last served) this client.
+    last_welcome: Option<Welcome>,
+    /// A change of node in progress.
+    switch: Option<link::Switch>,
+    /// A `Migrate` instruction being followed (to this node).
+    migrating: Option<NodeId>,
+    /// Notifications from the new link, held until the old link's stream ends.
+    held_notifications: Option<(usize, Vec<Notification>)>,
+    /// Old links closed by a completed switch (their end is not an error).
+    retired: HashSet<usize>,
+    /// Requests made while no link is usable (old node dead, new one being reached).
+    parked: Vec<Bytes>,
+    /// The node that died mid-migration, for the `Migrated` announcement.
+    dead_from: Option<NodeId>,
 }
 
 pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -135,20 +153,18 @@ pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    conn: quinn::Connection,
-    endpoint: quinn::Endpoint,
-    welcome: Welcome,
-    pub(crate) outbox: Outbox,
-    pub(crate) state: Arc<Mutex<State>>,
+    pub(crate) ctx: Arc<link::Ctx>,
     next_id: AtomicU64,
     next_sub: AtomicU64,
-    max_frame: usize,
+    pub(crate) max_frame: usize,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.conn
-            .close(CloseCode::Normal.to_u32().into(), b"client dropped");
+        if let Some(link) = &lock(&self.ctx.state).link {
+            link.conn
+                .close(CloseCode::Normal.to_u32().into(), b"client dropped");
+        }
     }
 }
 
@@ -185,72 +201,36 @@ impl Client {
     /// Connects to the node at `addr` and performs the version handshake.
     pub async fn connect(addr: SocketAddr, opts: ClientOptions) -> Result<Client, ClientError> {
         transport::install_crypto_provider();
-        let cfg = transport::client_config(&opts.trust, ALPN_CLIENT, opts.timing)?;
         let bind = if addr.is_ipv6() {
             SocketAddr::from(([0u16; 8], 0))
         } else {
             SocketAddr::from(([0, 0, 0, 0], 0))
         };
-        let connect_err = |reason: String| ClientError::Connect { addr, reason };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
-        endpoint.set_default_client_config(cfg);
-        let hello = ClientFrame::Hello(Hello {
-            class: opts.class.clone(),
-            token: opts.token.clone(),
-            session: opts.session.clone(),
-            ticket: opts.ticket.clone(),
-            rtts: opts.rtts.clone(),
-            position: opts.position,
-            ..Hello::current()
-        });
+        let endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect {
+            addr,
+            reason: e.to_string(),
+        })?;
+        let (first, reader) = link::open(&endpoint, addr, &opts).await?;
+        let conn = first.conn.clone();
         let max_frame = opts.max_frame;
-        let handshake = async {
-            let conn = endpoint
-                .connect(addr, &opts.server_name)
-                .map_err(|e| connect_err(e.to_string()))?
-                .await
-                .map_err(|e| match e {
-                    quinn::ConnectionError::ApplicationClosed(_) => close_error(&e),
-                    other => connect_err(other.to_string()),
-                })?;
-            let (mut send, recv) = conn.open_bi().await.map_err(|e| close_error(&e))?;
-            let frame = encode_to_bytes(&hello, max_frame)
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            send.write_all(&frame)
-                .await
-                .map_err(|e| connect_err(e.to_string()))?;
-            let mut reader = FrameReader::new(recv, max_frame);
-            match reader.next::<ServerFrame>().await {
-                Ok(Some(ServerFrame::Welcome(w))) => Ok((conn, send, reader, w)),
-                Ok(Some(ServerFrame::Refused(e))) => Err(ClientError::Refused(e)),
-                Ok(Some(other)) => Err(ClientError::Protocol(format!(
-                    "expected Welcome, got {other:?}"
-                ))),
-                Ok(None) | Err(CodecError::Io(_)) => Err(close_error(&conn.closed().await)),
-                Err(e) => Err(ClientError::Protocol(e.to_string())),
-            }
+        let state = State {
+            last_welcome: Some(first.welcome.clone()),
+            link: Some(first),
+            ..State::default()
         };
-        let (conn, mut send, reader, welcome) =
-            tokio::time::timeout(opts.connect_timeout, handshake)
-                .await
-                .map_err(|_| {
-                    connect_err(format!("no answer within {:?}", opts.connect_timeout))
-                })??;
-
-        let (outbox, writer) = outbox(usize::MAX);
-        tokio::spawn(async move {
-            let _ = writer.run(&mut send).await;
-            let _ = send.finish();
+        let ctx = Arc::new(link::Ctx {
+            endpoint,
+            opts: ClientOptions {
+                ticket: None,
+                ..opts
+            },
+            state: Mutex::new(state),
+            migrations: tokio::sync::broadcast::channel(16).0,
         });
-        let state = Arc::new(Mutex::new(State::default()));
-        tokio::spawn(read_loop(conn.clone(), reader, state.clone()));
+        tokio::spawn(link::read_loop(ctx.clone(), conn, reader));
         Ok(Client {
             inner: Arc::new(Inner {
-                conn,
-                endpoint,
-                welcome,
-                outbox,
-                state,
+                ctx,
                 next_id: AtomicU64::new(1), // 0 is reserved for fire-and-forget requests
                 next_sub: AtomicU64::new(1),
                 max_frame,
@@ -281,7 +261,7 @@ impl Client {
     }
 
     async fn follow_placement(self, opts: ClientOptions) -> Result<Client, ClientError> {
-        let mut placement = self.inner.welcome.placement.clone();
+        let mut placement = self.placement();
         if opts.probe_rtt {
             let rtts = self.probe_rtts(opts.probe_budget).await;
             if let Ok((p, _)) = self.place(rtts, opts.position).await {
@@ -353,7 +333,7 @@ impl Client {
             let Some(addr) = addrs.first().copied() else {
                 continue;
             };
-            let endpoint = self.inner.endpoint.clone();
+            let endpoint = self.inner.ctx.endpoint.clone();
             probes.push(tokio::spawn(async move {
                 let cfg = transport::client_config(
                     &Trust::InsecureDevOnly,
@@ -384,34 +364,44 @@ impl Client {
         out
     }
 
-    /// The node's placement answer at connect time.
-    pub fn placement(&self) -> &Placement {
-        &self.inner.welcome.placement
+    fn welcome(&self) -> Option<Welcome> {
+        lock(&self.inner.ctx.state).last_welcome.clone()
+    }
+
+    /// The placement answer of the node this client is connected to, at connect time.
+    pub fn placement(&self) -> Placement {
+        self.welcome().map_or(Placement::Stay, |w| w.placement)
     }
 
     /// This session's id (mesh-wide, survives migration).
     pub fn id(&self) -> ClientId {
-        self.inner.welcome.client_id
+        self.welcome().map_or(ClientId(0), |w| w.client_id)
     }
 
-    /// The node this client is connected to.
+    /// The node serving this client now (it changes when the client migrates).
     pub fn node_id(&self) -> NodeId {
-        self.inner.welcome.node_id
+        self.welcome().map_or(NodeId(0), |w| w.node_id)
     }
 
     /// The name of that node.
-    pub fn node_name(&self) -> &str {
-        &self.inner.welcome.node_name
+    pub fn node_name(&self) -> String {
+        self.welcome().map(|w| w.node_name).unwrap_or_default()
     }
 
-    /// The limits the node enforces.
-    pub fn limits(&self) -> &LimitsInfo {
-        &self.inner.welcome.limits
+    /// The limits that node enforces.
+    pub fn limits(&self) -> Option<LimitsInfo> {
+        self.welcome().map(|w| w.limits)
     }
 
     /// The negotiated protocol version.
     pub fn protocol_version(&self) -> u16 {
-        self.inner.welcome.version
+        self.welcome().map_or(0, |w| w.version)
+    }
+
+    /// Informational events when this client moves to another node (§6.1); nothing needs
+    /// doing, calls and subscriptions carry on.
+    pub fn migrations(&self) -> tokio::sync::broadcast::Receiver<link::Migrated> {
+        self.inner.ctx.migrations.subscribe()
     }
 
     async fn request(&self, op: Request) -> Result<Reply, ClientError> {
@@ -427,13 +417,13 @@ impl Client {
             })?;
         let (tx, rx) = oneshot::channel();
         {
-            let mut st = lock(&self.inner.state);
+            let mut st = lock(&self.inner.ctx.state);
             if let Some(e) = &st.closed {
                 return Err(e.clone());
             }
             st.pending.insert(id, tx);
+            link::push_frame(&mut st, frame);
         }
-        self.inner.outbox.push_response(frame);
         match rx.await {
             Ok(result) => result,
             Err(_) => Err(self.closed_now()),
@@ -441,7 +431,7 @@ impl Client {
     }
 
     fn closed_now(&self) -> ClientError {
-        lock(&self.inner.state)
+        lock(&self.inner.ctx.state)
             .closed
             .clone()
             .unwrap_or(ClientError::Closed {
@@ -521,7 +511,7 @@ impl Client {
     ) -> Result<(Vec<Row>, Subscription), ClientError> {
         let sub_id = self.inner.next_sub.fetch_add(1, Ordering::Relaxed);
         let (entry, rx) = SubEntry::new(keys.clone(), owners.clone());
-        lock(&self.inner.state).subs.insert(sub_id, entry);
+        lock(&self.inner.ctx.state).subs.insert(sub_id, entry);
         let sub = Subscription::new(sub_id, rx, Arc::downgrade(&self.inner));
         let query = GetQuery {
             keys,
@@ -532,7 +522,7 @@ impl Client {
         };
         // On error `sub` drops here, which removes the local entry.
         let page = self.get_all(query).await?;
-        if let Some(entry) = lock(&self.inner.state).subs.get_mut(&sub_id) {
+        if let Some(entry) = lock(&self.inner.ctx.state).subs.get_mut(&sub_id) {
             entry.activate(&page.rows);
         }
         Ok((page.rows, sub))
@@ -570,72 +560,52 @@ impl Client {
         }
     }
 
-    /// Waits until the connection is closed and says why.
+    /// Waits until the client's connection is closed for good and says why (a migration
+    /// to another node is not a close).
     pub async fn closed(&self) -> ClientError {
-        close_error(&self.inner.conn.closed().await)
+        loop {
+            let conn = {
+                let st = lock(&self.inner.ctx.state);
+                if let Some(e) = &st.closed {
+                    return e.clone();
+                }
+                st.link.as_ref().map(|l| l.conn.clone())
+            };
+            match conn {
+                Some(conn) => {
+                    let e = conn.closed().await;
+                    // Let the read loop record what this close means.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let st = lock(&self.inner.ctx.state);
+                    if let Some(closed) = &st.closed {
+                        return closed.clone();
+                    }
+                    if st
+                        .link
+                        .as_ref()
+                        .is_none_or(|l| l.conn.stable_id() == conn.stable_id())
+                        && st.migrating.is_none()
+                    {
+                        return close_error(&e);
+                    }
+                }
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     /// Closes the connection (the node deletes this client's rows) and waits briefly for
     /// the close to be sent.
     pub async fn close(self) {
-        self.inner
-            .conn
-            .close(CloseCode::Normal.to_u32().into(), b"client closed");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+        if let Some(link) = &lock(&self.inner.ctx.state).link {
+            link.conn
+                .close(CloseCode::Normal.to_u32().into(), b"client closed");
+        }
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), self.inner.ctx.endpoint.wait_idle()).await;
     }
 }
 
 fn unexpected(reply: Reply) -> ClientError {
     ClientError::Protocol(format!("unexpected reply {reply:?}"))
-}
-
-/// Routes frames from the node to waiting calls and subscriptions.
-async fn read_loop(
-    conn: quinn::Connection,
-    mut reader: FrameReader<quinn::RecvStream>,
-    state: Arc<Mutex<State>>,
-) {
-    let error = loop {
-        match reader.next::<ServerFrame>().await {
-            Ok(Some(ServerFrame::Response { id, result })) => {
-                let waiter = lock(&state).pending.remove(&id);
-                if let Some(tx) = waiter {
-                    let _ = tx.send(result.map_err(ClientError::Server));
-                }
-            }
-            Ok(Some(ServerFrame::Notify(n))) => {
-                let mut st = lock(&state);
-                for entry in st.subs.values_mut() {
-                    entry.offer(&n);
-                }
-            }
-            Ok(Some(other)) => {
-                let reason = format!("unexpected frame {other:?}");
-                conn.close(CloseCode::Protocol.to_u32().into(), reason.as_bytes());
-                break ClientError::Protocol(reason);
-            }
-            Ok(None) | Err(CodecError::Io(_)) => {
-                // The stream ended; the connection's close carries the reason.
-                break match tokio::time::timeout(Duration::from_secs(2), conn.closed()).await {
-                    Ok(e) => close_error(&e),
-                    Err(_) => ClientError::Closed {
-                        code: None,
-                        reason: "the node ended the stream".into(),
-                    },
-                };
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                conn.close(CloseCode::Protocol.to_u32().into(), reason.as_bytes());
-                break ClientError::Protocol(reason);
-            }
-        }
-    };
-    let mut st = lock(&state);
-    st.closed = Some(error.clone());
-    for (_, tx) in st.pending.drain() {
-        let _ = tx.send(Err(error.clone()));
-    }
-    // Dropping the senders ends every subscription stream.
-    st.subs.clear();
 }

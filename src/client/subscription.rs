@@ -155,8 +155,8 @@ impl Drop for Subscription {
         let Some(inner) = self.client.upgrade() else {
             return;
         };
+        let mut st = lock(&inner.ctx.state);
         let unused: Vec<KeySpec> = {
-            let mut st = lock(&inner.state);
             let Some(entry) = st.subs.remove(&self.id) else {
                 return;
             };
@@ -176,7 +176,7 @@ impl Drop for Subscription {
             owners: None,
         };
         if let Ok(frame) = encode_to_bytes(&ClientFrame::Request { id: 0, op }, inner.max_frame) {
-            inner.outbox.push_response(frame);
+            super::link::push_frame(&mut st, frame);
         }
     }
 }

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 use super::rate::TokenBucket;
-use super::{now_ms, peer, place, Link, Shared};
+use super::{migrate, now_ms, peer, place, Link, Shared};
 use crate::proto::{
     encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, DeleteReason, FrameReader,
-    Hello, LimitsInfo, Placement, Reply, Request, ServerFrame, Welcome, WireError,
+    Hello, LimitsInfo, PeerFrame, Placement, Reply, Request, ServerFrame, Welcome, WireError,
     MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use crate::proto::{outbox, Outbox, OutboxWriter};
@@ -75,7 +75,19 @@ pub(super) async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
         }
     };
 
-    let (client, outbox, writer) = match admit(&shared, &conn, &hello) {
+    let admitted = match hello.ticket.clone() {
+        // A migrating client arriving from its old node (§6.1).
+        Some(ticket) if migrate::is_incoming(&shared, &ticket) => match negotiate(&hello) {
+            Err(e) => Err((CloseCode::UnsupportedVersion, e)),
+            Ok(version) => migrate::arrive(&shared, &conn, &ticket, |client| {
+                welcome_frame(&shared, version, client, Placement::Stay)
+            })
+            .await
+            .map_err(|e| (CloseCode::Forbidden, e)),
+        },
+        _ => admit(&shared, &conn, &hello),
+    };
+    let (client, outbox, writer) = match admitted {
         Ok(admitted) => admitted,
         Err((code, err)) => {
             // Tell the client why in a frame it can decode, then close with the code.
@@ -105,6 +117,8 @@ pub(super) async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
     {
         let mut hub = shared.hub();
         hub.links.remove(&client);
+        // After a handover the session lives elsewhere: nothing to delete here.
+        hub.moved.remove(&client);
         let fans = hub
             .store
             .remove_client(client, DeleteReason::Disconnected, now_ms());
@@ -145,24 +159,55 @@ fn codec_ending(e: &CodecError) -> Ending {
     }
 }
 
+/// The welcome for an admitted client.
+fn welcome_frame(
+    shared: &Shared,
+    version: u16,
+    client: ClientId,
+    placement: Placement,
+) -> ServerFrame {
+    let cfg = &shared.config;
+    let l = &cfg.limits;
+    ServerFrame::Welcome(Welcome {
+        version,
+        capabilities: 0,
+        client_id: client,
+        node_id: shared.id,
+        node_name: cfg.name.clone(),
+        limits: LimitsInfo {
+            max_frame: cfg.max_frame.try_into().unwrap_or(u32::MAX),
+            max_row_bytes: l.max_row_bytes,
+            max_client_bytes: l.max_client_bytes,
+            max_get_bytes: l.max_get_bytes,
+            max_keys_per_query: l.max_keys_per_query,
+            max_subscriptions: l.max_subscriptions,
+            max_session_bytes: l.max_session_bytes,
+        },
+        placement,
+    })
+}
+
+/// The protocol version to speak with this hello, or why there is none.
+fn negotiate(hello: &Hello) -> Result<u16, WireError> {
+    let version = hello.max_version.min(PROTOCOL_VERSION);
+    if version < hello.min_version.max(MIN_PROTOCOL_VERSION) {
+        return Err(WireError::UnsupportedVersion {
+            client_min: hello.min_version,
+            client_max: hello.max_version,
+            node_min: MIN_PROTOCOL_VERSION,
+            node_max: PROTOCOL_VERSION,
+        });
+    }
+    Ok(version)
+}
+
 /// Checks the hello and registers the client.
 fn admit(
     shared: &Shared,
     conn: &quinn::Connection,
     hello: &Hello,
 ) -> Result<(ClientId, Outbox, OutboxWriter), (CloseCode, WireError)> {
-    let version = hello.max_version.min(PROTOCOL_VERSION);
-    if version < hello.min_version.max(MIN_PROTOCOL_VERSION) {
-        return Err((
-            CloseCode::UnsupportedVersion,
-            WireError::UnsupportedVersion {
-                client_min: hello.min_version,
-                client_max: hello.max_version,
-                node_min: MIN_PROTOCOL_VERSION,
-                node_max: PROTOCOL_VERSION,
-            },
-        ));
-    }
+    let version = negotiate(hello).map_err(|e| (CloseCode::UnsupportedVersion, e))?;
     let class = hello.class.as_deref().unwrap_or("default");
     let forbidden = |reason: String| (CloseCode::Forbidden, WireError::Forbidden { reason });
     match shared.config.classes.get(class) {
@@ -220,24 +265,7 @@ fn admit(
     hub.store
         .add_client(id, class, session)
         .map_err(|e| (CloseCode::Protocol, e))?;
-    let l = hub.store.limits();
-    let welcome = ServerFrame::Welcome(Welcome {
-        version,
-        capabilities: 0,
-        client_id: id,
-        node_id: shared.id,
-        node_name: cfg.name.clone(),
-        limits: LimitsInfo {
-            max_frame: cfg.max_frame.try_into().unwrap_or(u32::MAX),
-            max_row_bytes: l.max_row_bytes,
-            max_client_bytes: l.max_client_bytes,
-            max_get_bytes: l.max_get_bytes,
-            max_keys_per_query: l.max_keys_per_query,
-            max_subscriptions: l.max_subscriptions,
-            max_session_bytes: l.max_session_bytes,
-        },
-        placement,
-    });
+    let welcome = welcome_frame(shared, version, id, placement);
     let (outbox, writer) = outbox(cfg.max_outbound_bytes);
     match encode_to_bytes(&welcome, cfg.max_frame) {
         Ok(frame) => outbox.push_response(frame),
@@ -255,7 +283,7 @@ fn admit(
         id,
         Link {
             outbox: outbox.clone(),
-            conn: conn.clone(),
+            conn: Some(conn.clone()),
             lagged: false,
             peer: None,
         },
@@ -277,6 +305,7 @@ async fn request_loop(
     let flood_after = 2 * u64::from(rate.max(1000));
     let mut window = Instant::now();
     let mut rejected = 0u64;
+    let sink = Sink::Client(outbox.clone());
     loop {
         outbox.wait_below(BACKPRESSURE_MARK).await;
         let frame = match reader.next::<ClientFrame>().await {
@@ -306,18 +335,47 @@ async fn request_loop(
             }
             respond(
                 shared,
-                outbox,
+                &sink,
                 id,
                 Err(WireError::RateLimited { per_sec: rate }),
             );
             continue;
         }
-        handle(shared, client, outbox, id, op);
+        handle(shared, client, &sink, id, op);
     }
 }
 
-pub(super) fn respond(shared: &Shared, outbox: &Outbox, id: u64, result: Result<Reply, WireError>) {
+/// Where the answer to a request goes.
+#[derive(Debug, Clone)]
+pub(super) enum Sink {
+    /// Straight to the client's connection.
+    Client(Outbox),
+    /// Back to the node that forwarded the request: the client's old node during a move.
+    Forward {
+        /// That node's link.
+        peer: Outbox,
+        /// The moved client.
+        client: ClientId,
+    },
+}
+
+pub(super) fn respond(shared: &Shared, sink: &Sink, id: u64, result: Result<Reply, WireError>) {
     let max = shared.config.max_frame;
+    let outbox = match sink {
+        Sink::Client(outbox) => outbox,
+        Sink::Forward { peer, client } => {
+            let frame = PeerFrame::Forwarded {
+                client: *client,
+                id,
+                result,
+            };
+            match encode_to_bytes(&frame, max) {
+                Ok(bytes) => peer.push_response(bytes),
+                Err(e) => tracing::error!(error = %e, "forwarded answer does not fit a frame"),
+            }
+            return;
+        }
+    };
     let frame = encode_to_bytes(&ServerFrame::Response { id, result }, max).or_else(|e| {
         let err = WireError::TooLarge {
             what: "response".into(),
@@ -344,10 +402,37 @@ pub(super) fn respond(shared: &Shared, outbox: &Outbox, id: u64, result: Result<
 /// Runs one request against the store. The response is queued under the same lock as the
 /// change, so a get+subscribe's snapshot precedes every notification after it. A get that
 /// other nodes must answer too is finished by a task once they did (or timed out).
-fn handle(shared: &Arc<Shared>, client: ClientId, outbox: &Outbox, id: u64, op: Request) {
+pub(super) fn handle(shared: &Arc<Shared>, client: ClientId, sink: &Sink, id: u64, op: Request) {
     let now = now_ms();
     let max = shared.config.max_frame;
     let mut hub = shared.hub();
+    // Handed over to another node: requests still arriving here go there, in order, on the
+    // link that carried the session (§6.1 step 4).
+    if let (Some(target), Sink::Client(_)) = (hub.moved.get(&client).copied(), sink) {
+        match hub.peers.get(&target) {
+            Some(link) => {
+                let frame = PeerFrame::Forward { client, id, op };
+                match encode_to_bytes(&frame, max) {
+                    Ok(bytes) => link.outbox.push_response(bytes),
+                    Err(e) => respond(
+                        shared,
+                        sink,
+                        id,
+                        Err(WireError::Protocol {
+                            reason: e.to_string(),
+                        }),
+                    ),
+                }
+            }
+            None => respond(
+                shared,
+                sink,
+                id,
+                Err(WireError::Unavailable { node: target }),
+            ),
+        }
+        return;
+    }
     let result = match op {
         Request::Post { key, data } => {
             hub.store
@@ -372,7 +457,7 @@ fn handle(shared: &Arc<Shared>, client: ClientId, outbox: &Outbox, id: u64, op: 
                     drop(hub);
                     tokio::spawn(peer::answer_merged(
                         shared.clone(),
-                        outbox.clone(),
+                        sink.clone(),
                         id,
                         local,
                         waits,
@@ -404,6 +489,6 @@ fn handle(shared: &Arc<Shared>, client: ClientId, outbox: &Outbox, id: u64, op: 
         }
     };
     hub.flush_holds(max);
-    respond(shared, outbox, id, result);
+    respond(shared, sink, id, result);
     drop(hub);
 }

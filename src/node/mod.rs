@@ -4,6 +4,9 @@
 
 mod conn;
 mod load;
+mod migrate;
+
+pub use migrate::MigrateError;
 mod peer;
 mod place;
 mod rate;
@@ -94,8 +97,8 @@ pub enum MeshEvent {
 struct Link {
     /// Its outgoing queue.
     outbox: Outbox,
-    /// To close it when it lags.
-    conn: quinn::Connection,
+    /// To close it when it lags; `None` while a migrating client has not arrived yet.
+    conn: Option<quinn::Connection>,
     /// Set once it has been closed as a slow consumer, so that is logged once.
     lagged: bool,
     /// `Some` for the stand-in identity of a peer node's interest.
@@ -143,6 +146,13 @@ struct Hub {
     loads: HashMap<NodeId, LoadInfo>,
     /// Redirect tickets already honoured (each admits once).
     tickets: crate::mesh::TicketBook,
+    /// Clients handed over to another node whose old connection is still open here: their
+    /// requests are forwarded there.
+    moved: HashMap<ClientId, NodeId>,
+    /// Migrations out of this node, prepared and waiting for the client to arrive there.
+    outgoing: HashMap<Bytes, migrate::Outgoing>,
+    /// Migrations into this node, waiting for their client.
+    incoming: HashMap<Bytes, migrate::Incoming>,
     /// Zone ownership as the host last published it (`cloud.zones/0`), when zones are on.
     zones: Option<crate::placement::ZoneMap>,
 }
@@ -192,12 +202,14 @@ impl Hub {
                 } else {
                     "client"
                 };
-                tracing::warn!(%id, remote = %link.conn.remote_address(),
+                tracing::warn!(%id, remote = ?link.conn.as_ref().map(|c| c.remote_address()),
                     "{what} reads its notifications too slowly; disconnecting it");
-                link.conn.close(
-                    CloseCode::SlowConsumer.to_u32().into(),
-                    b"slow consumer: notification queue full",
-                );
+                if let Some(conn) = &link.conn {
+                    conn.close(
+                        CloseCode::SlowConsumer.to_u32().into(),
+                        b"slow consumer: notification queue full",
+                    );
+                }
             }
         }
     }
@@ -416,6 +428,9 @@ impl Node {
             loads: HashMap::new(),
             tickets: crate::mesh::TicketBook::default(),
             zones: None,
+            moved: HashMap::new(),
+            outgoing: HashMap::new(),
+            incoming: HashMap::new(),
         };
         hub.adopt_host();
         hub.write_node_record(&config);
@@ -501,6 +516,25 @@ impl Node {
     /// The host as this node sees it.
     pub fn host(&self) -> NodeId {
         self.shared.hub().members.host()
+    }
+
+    /// Moves a client connected here to node `to`, make-before-break (§6.1). Returns once
+    /// the session is handed over, or with why not (then the client stays here, unharmed).
+    pub async fn migrate(&self, client: ClientId, to: NodeId) -> Result<(), MigrateError> {
+        migrate::migrate(&self.shared, client, to).await
+    }
+
+    /// Clients connected to this node (not counting peers), by id.
+    pub fn clients(&self) -> Vec<ClientId> {
+        let hub = self.shared.hub();
+        let mut v: Vec<ClientId> = hub
+            .links
+            .iter()
+            .filter(|(id, l)| l.peer.is_none() && l.conn.is_some() && !hub.moved.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
+        v.sort();
+        v
     }
 
     /// Mesh events from now on (peer up/lost, host changes). A receiver that falls more than

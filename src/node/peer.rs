@@ -301,7 +301,7 @@ fn establish(
             pseudo,
             Link {
                 outbox: outbox.clone(),
-                conn: conn.clone(),
+                conn: Some(conn.clone()),
                 lagged: false,
                 peer: Some(their_id),
             },
@@ -574,7 +574,7 @@ pub(super) fn send_gets(
 /// Waits (bounded) for the peers' pages, merges them with the local one and answers.
 pub(super) async fn answer_merged(
     shared: Arc<Shared>,
-    outbox: Outbox,
+    sink: super::conn::Sink,
     request: u64,
     local: GetPage,
     waits: Vec<(u64, NodeId, oneshot::Receiver<Option<GetPage>>)>,
@@ -599,7 +599,7 @@ pub(super) async fn answer_merged(
         n => n.min(l.max_get_rows),
     } as usize;
     let merged = merge_pages(answers, max_rows, l.max_get_bytes as usize);
-    respond(&shared, &outbox, request, Ok(Reply::Rows(merged)));
+    respond(&shared, &sink, request, Ok(Reply::Rows(merged)));
 }
 
 /// Registers existing local subscriptions at a newly linked peer and delivers the rows it
@@ -683,7 +683,14 @@ fn apply_remote(hub: &mut Hub, node: NodeId, n: Notification, max_frame: usize) 
             if recipients.is_empty() && !mirror.contains_key(&id) {
                 return;
             }
-            mirror.insert(id, row.clone());
+            mirror.insert(id.clone(), row.clone());
+            // The row now lives on `node` (it moved there): losing its old node must not
+            // delete it.
+            for (other, rows) in hub.mirror.iter_mut() {
+                if *other != node {
+                    rows.remove(&id);
+                }
+            }
         }
         Notification::Deleted { .. } => {
             mirror.remove(&id);
@@ -793,6 +800,27 @@ async fn link_loop(
                     hub.check_host(&shared.config);
                 }
                 dial_members(&shared, to_dial);
+            }
+            PeerFrame::Prepare { ticket, state } => {
+                tokio::spawn(super::migrate::on_prepare(
+                    shared.clone(),
+                    node,
+                    ticket,
+                    state,
+                ));
+            }
+            PeerFrame::Prepared { ticket, result } => {
+                super::migrate::on_prepared(&shared, ticket, result)
+            }
+            PeerFrame::Handover { ticket } => super::migrate::on_handover(&shared, node, ticket),
+            PeerFrame::Transfer { ticket, state } => {
+                super::migrate::on_transfer(&shared, ticket, state)
+            }
+            PeerFrame::Forward { client, id, op } => {
+                super::migrate::on_forward(&shared, node, client, id, op)
+            }
+            PeerFrame::Forwarded { client, id, result } => {
+                super::migrate::on_forwarded(&shared, client, id, result)
             }
             PeerFrame::Load(info) => {
                 shared.hub().loads.insert(node, info);

@@ -311,4 +311,34 @@ pub enum ServerFrame {
     },
     /// A subscribed change.
     Notify(Notification),
+    /// Move to another node (§6.1): connect there with the ticket while this connection
+    /// keeps working; this node hands the session over when the client arrives.
+    Migrate {
+        /// The target.
+        node: NodeId,
+        /// Its name.
+        name: String,
+        /// Where to reach it, internal first.
+        addrs: Vec<std::net::SocketAddr>,
+        /// Presents the session there, once.
+        ticket: Bytes,
+        /// SHA-256 of the target's certificate, vouched for by this node.
+        fingerprint: [u8; 32],
+    },
+}
+
+/// A client session as it moves between nodes (§6.1): everything that makes it the same
+/// client on the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// Its id (unchanged by the move).
+    pub client: ClientId,
+    /// Its class, for filter rules.
+    pub class: String,
+    /// Its rows, with their versions (the target continues from them).
+    pub rows: Vec<Row>,
+    /// Its subscriptions: spec and owners filter (`None` = any owner).
+    pub subs: Vec<(KeySpec, Option<Vec<ClientId>>)>,
+    /// Its session blob.
+    pub session: Bytes,
 }

@@ -14,7 +14,7 @@ pub use error::{CloseCode, WireError};
 pub use ids::{ClientId, Cursor, Key, KeySpec, NodeId, ParseKeyError};
 pub use messages::{
     ClientFrame, DeleteReason, GetPage, GetQuery, Hello, LimitsInfo, NodeRtt, Notification,
-    Placement, Position, Reply, Request, Row, ServerFrame, Welcome,
+    Placement, Position, Reply, Request, Row, ServerFrame, SessionState, Welcome,
 };
 pub use outbox::{outbox, Lagged, Outbox, OutboxWriter};
 pub use peer::{

@@ -90,6 +90,17 @@ impl Outbox {
 }
 
 impl OutboxWriter {
+    /// Takes every frame queued so far, before the writer runs (so something can be put
+    /// ahead of them: a migrated client's welcome precedes changes queued for it earlier).
+    pub fn take_queued(&mut self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while let Ok(frame) = self.rx.try_recv() {
+            self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
+            out.push(frame);
+        }
+        out
+    }
+
     /// Writes queued frames to `out` until every [`Outbox`] is dropped or a write fails.
     pub async fn run<W: AsyncWrite + Unpin>(mut self, out: &mut W) -> std::io::Result<()> {
         let mut batch: Vec<Bytes> = Vec::with_capacity(64);

@@ -9,7 +9,11 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{GetPage, GetQuery, KeySpec, NodeId, Notification, WireError};
+use super::{
+    ClientId, GetPage, GetQuery, KeySpec, NodeId, Notification, Reply, Request, SessionState,
+    WireError,
+};
+use bytes::Bytes;
 
 /// ALPN protocol id spoken between nodes.
 pub const ALPN_PEER: &[u8] = b"cloudmesh-peer/1";
@@ -121,6 +125,51 @@ pub enum PeerFrame {
     Change(Notification),
     /// The sender's load, sent every load interval, so any node can place clients (§5).
     Load(LoadInfo),
+    /// Migration step 1 (source → target): take this session as pending; answer `Prepared`.
+    Prepare {
+        /// Names the move; the client presents it to the target.
+        ticket: Bytes,
+        /// The session as of now (used as it is if the source dies before the handover).
+        state: SessionState,
+    },
+    /// The target is ready (its interest for the session's subscriptions is registered).
+    Prepared {
+        /// The move.
+        ticket: Bytes,
+        /// Or why not.
+        result: Result<(), WireError>,
+    },
+    /// Migration step 4 (target → source): the client arrived; hand the session over now.
+    Handover {
+        /// The move.
+        ticket: Bytes,
+    },
+    /// The source's answer to `Handover`: the session at the instant it stopped owning it.
+    Transfer {
+        /// The move.
+        ticket: Bytes,
+        /// The session, current; `None` if the source no longer has it.
+        state: Option<SessionState>,
+    },
+    /// A request the client sent to the source after the handover, to apply at the target
+    /// (in order, after the `Transfer` on the same stream).
+    Forward {
+        /// The moved client.
+        client: ClientId,
+        /// The client's request id.
+        id: u64,
+        /// The request.
+        op: Request,
+    },
+    /// The target's answer to a `Forward`, for the source to relay to the client.
+    Forwarded {
+        /// The moved client.
+        client: ClientId,
+        /// The client's request id.
+        id: u64,
+        /// The outcome.
+        result: Result<Reply, WireError>,
+    },
 }
 
 /// How busy a node is, as placement sees it.

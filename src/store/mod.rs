@@ -15,7 +15,7 @@ pub use limits::StoreLimits;
 
 use crate::proto::{
     ClientId, Cursor, DeleteReason, GetPage, GetQuery, Key, KeySpec, NodeId, Notification, Row,
-    WireError, RESERVED_PREFIX,
+    SessionState, WireError, RESERVED_PREFIX,
 };
 
 /// Bookkeeping bytes charged per row on top of its data and key, so a client cannot fill
@@ -485,6 +485,119 @@ impl Store {
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// The client's whole session, to move it to another node (§6.1).
+    pub fn export_client(&self, id: ClientId) -> Option<SessionState> {
+        let client = self.clients.get(&id)?;
+        let rows = client
+            .keys
+            .iter()
+            .filter_map(|key| {
+                let e = self.rows.get(key)?.get(&id)?;
+                Some(Row {
+                    key: key.clone(),
+                    owner: id,
+                    node: e.node,
+                    data: e.data.clone(),
+                    version: e.version,
+                    updated_at_ms: e.updated_at_ms,
+                })
+            })
+            .collect();
+        let mut subs: Vec<(KeySpec, Option<Vec<ClientId>>)> = client
+            .subs
+            .iter()
+            .map(|(spec, f)| {
+                let owners = match f {
+                    OwnerFilter::Any => None,
+                    OwnerFilter::Only(set) => {
+                        let mut v: Vec<ClientId> = set.iter().copied().collect();
+                        v.sort();
+                        Some(v)
+                    }
+                };
+                (spec.clone(), owners)
+            })
+            .collect();
+        subs.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(SessionState {
+            client: id,
+            class: client.class.clone(),
+            rows,
+            subs,
+            session: client.session.clone(),
+        })
+    }
+
+    /// Forgets a client that moved away: its rows and subscriptions go without any
+    /// notification (they live on at the target, which announces them). Returns whether
+    /// the client was here.
+    pub fn remove_client_silently(&mut self, id: ClientId) -> bool {
+        let Some(client) = self.clients.remove(&id) else {
+            return false;
+        };
+        for spec in client.subs.keys() {
+            self.unindex_sub(id, spec);
+            if !client.system {
+                self.spec_ref(spec, false);
+            }
+        }
+        for key in &client.keys {
+            let btree_map::Entry::Occupied(mut owners) = self.rows.entry(key.clone()) else {
+                continue;
+            };
+            if let Some(e) = owners.get_mut().remove(&id) {
+                self.stats_rows -= 1;
+                self.stats_bytes -= e.data.len() as u64;
+            }
+            if owners.get().is_empty() {
+                owners.remove();
+            }
+            self.count_primary(&key.primary, -1);
+        }
+        true
+    }
+
+    /// Installs a session that moved here (§6.1). Rows keep their identity and their
+    /// versions continue (each takes a version above the one it had), so subscribers see an
+    /// update naming this node, never a deletion. Limits are not applied: the rows were
+    /// accepted where they were, and refusing them now would lose them.
+    pub fn import_client(&mut self, state: &SessionState, now_ms: u64) -> Vec<Fanout> {
+        let id = state.client;
+        let _ = self.add_client(id, &state.class, Bytes::new());
+        if let Some(c) = self.clients.get_mut(&id) {
+            c.session = state.session.clone();
+            // Exempt from limits while its rows are put back.
+            c.system = true;
+        }
+        let mut out = Vec::new();
+        for row in &state.rows {
+            self.clock = self.clock.max(row.version);
+            if let Ok((_, fan)) = self.post(id, row.key.clone(), row.data.clone(), now_ms) {
+                out.push(fan);
+            }
+        }
+        if let Some(c) = self.clients.get_mut(&id) {
+            c.system = false;
+        }
+        for (spec, owners) in &state.subs {
+            let query = GetQuery {
+                keys: vec![spec.clone()],
+                owners: owners.clone(),
+                start: None,
+                limit: 1,
+                subscribe: true,
+            };
+            let _ = self.get(id, &query);
+        }
+        out
+    }
+
+    /// Raises the version clock to at least `version` (so a row arriving from elsewhere
+    /// continues above it).
+    pub fn observe_version(&mut self, version: u64) {
+        self.clock = self.clock.max(version);
     }
 
     /// Unregisters a client: deletes its rows (notifying with `reason`) and its subscriptions.

@@ -365,3 +365,51 @@ fn interest_is_dropped_when_the_last_subscriber_leaves() {
     );
     assert!(s.client_subscription_specs().is_empty());
 }
+
+#[test]
+fn a_session_moves_with_rows_subscriptions_and_continuing_versions() {
+    let mut src = store();
+    let a = client(&mut src, 1);
+    let watcher = client(&mut src, 2);
+    let mut sub = q(&["k"]);
+    sub.subscribe = true;
+    src.get(a, &sub).expect("a subscribes");
+    let (v1, _) = src
+        .post(a, Key::new("k", 1), Bytes::from_static(b"x"), 0)
+        .expect("post");
+    src.set_session(a, Bytes::from_static(b"lobby"))
+        .expect("session");
+    let state = src.export_client(a).expect("exported");
+    assert_eq!(state.rows.len(), 1);
+    assert_eq!(state.subs.len(), 1);
+
+    // The source forgets it silently: nobody is told of a deletion.
+    src.get(watcher, &sub).expect("watcher subscribes");
+    assert!(src.remove_client_silently(a));
+    assert_eq!(src.stats().rows, 0);
+    assert!(src.held_primaries().is_empty());
+    let _ = src.take_hold_changes();
+
+    let mut dst = Store::new(NodeId(8), StoreLimits::default(), Filters::default());
+    let other_sub = client(&mut dst, 3);
+    dst.get(other_sub, &sub).expect("subscriber at the target");
+    let fans = dst.import_client(&state, 5);
+    assert_eq!(fans.len(), 1);
+    match &fans[0].notification {
+        Notification::Updated(row) => {
+            assert!(row.version > v1, "versions continue across the move");
+            assert_eq!(row.node, NodeId(8));
+            assert_eq!(row.owner, a, "same client id");
+        }
+        other => panic!("expected an update, got {other:?}"),
+    }
+    assert_eq!(fans[0].recipients, vec![other_sub]);
+    assert_eq!(dst.session(a), Some(&Bytes::from_static(b"lobby")));
+    let (_, fan) = dst
+        .post(other_sub, Key::new("k", 2), Bytes::new(), 6)
+        .expect("post");
+    assert!(
+        fan.recipients.contains(&a),
+        "the moved subscription is live at the target"
+    );
+}

@@ -1,0 +1,456 @@
+//! Live migration of a client between nodes (§6.1), make-before-break.
+//!
+//! 1. The source S exports the session and sends it to the target T (`Prepare`). T registers
+//!    the client as pending (no rows yet, but its subscriptions, with interest registered at
+//!    every peer, so no change can slip between S and T) and answers `Prepared`.
+//! 2. S tells the client `Migrate{T, ticket}`; the client keeps working on S meanwhile.
+//! 3. The client connects to T with the ticket. T asks S for the `Handover`.
+//! 4. Under its hub lock, S exports the session as it is now, forgets it silently (no
+//!    deletion anywhere) and sends it in a `Transfer`. From then on, requests still arriving
+//!    at S from that client are forwarded to T on the same ordered link.
+//! 5. T installs the rows (versions continue), which subscribers everywhere see as updates
+//!    naming T, then welcomes the client.
+//!
+//! If the client never reaches T, T drops its pending copy and S keeps serving: nothing
+//! changed. If S dies after `Prepare`, T activates the client from the prepared snapshot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::RngCore;
+use tokio::sync::oneshot;
+
+use super::conn::{handle, respond, Sink};
+use super::{now_ms, Link, Shared};
+use crate::proto::{
+    encode_to_bytes, outbox, ClientId, GetQuery, KeySpec, NodeId, OutboxWriter, PeerFrame, Reply,
+    Request, ServerFrame, SessionState, WireError,
+};
+
+/// How long a prepared migration waits for its client.
+pub(super) const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long the target waits for the source's `Transfer` before using the prepared snapshot.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a migration did not happen. The client then stays where it was, unharmed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MigrateError {
+    /// The client is not connected to this node.
+    #[error("client {0} is not connected to this node")]
+    NotHere(ClientId),
+    /// The target is not a linked member of the mesh.
+    #[error("node {0} is not a linked member of the mesh")]
+    UnknownNode(NodeId),
+    /// The client is already on the target.
+    #[error("the client is already on that node")]
+    SameNode,
+    /// A migration of this client is already under way.
+    #[error("client {0} is already moving")]
+    Busy(ClientId),
+    /// The target refused to prepare.
+    #[error("the target refused: {0}")]
+    Refused(WireError),
+    /// The client did not arrive at the target in time; rolled back.
+    #[error("the client did not reach the target in time; it stays here")]
+    Timeout,
+}
+
+/// A migration out of this node.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    client: ClientId,
+    target: NodeId,
+    prepared: Option<oneshot::Sender<Result<(), WireError>>>,
+    done: Option<oneshot::Sender<Result<(), MigrateError>>>,
+}
+
+/// A migration into this node, waiting for its client.
+#[derive(Debug)]
+pub(super) struct Incoming {
+    /// The session as prepared (used if the source dies before the handover).
+    state: SessionState,
+    source: NodeId,
+    /// The pending client's writer, started when it arrives.
+    writer: Option<OutboxWriter>,
+    /// Where the source's `Transfer` goes once asked for.
+    transfer: Option<oneshot::Sender<Option<SessionState>>>,
+}
+
+fn push(outbox: &crate::proto::Outbox, frame: &PeerFrame, max: usize) {
+    match encode_to_bytes(frame, max) {
+        Ok(bytes) => outbox.push_response(bytes),
+        Err(e) => tracing::error!(error = %e, "migration message does not fit a frame"),
+    }
+}
+
+/// Source side: moves a local client to `target`; returns once the session is handed over
+/// (or the attempt rolled back).
+pub(super) async fn migrate(
+    shared: &Arc<Shared>,
+    client: ClientId,
+    target: NodeId,
+) -> Result<(), MigrateError> {
+    let max = shared.config.max_frame;
+    let (ticket, prepared_rx, done_rx) = {
+        let mut hub = shared.hub();
+        if target == shared.id {
+            return Err(MigrateError::SameNode);
+        }
+        let link_out = hub
+            .peers
+            .get(&target)
+            .map(|p| p.outbox.clone())
+            .ok_or(MigrateError::UnknownNode(target))?;
+        if !hub
+            .links
+            .get(&client)
+            .is_some_and(|l| l.peer.is_none() && l.conn.is_some())
+            || hub.moved.contains_key(&client)
+        {
+            return Err(MigrateError::NotHere(client));
+        }
+        if hub.outgoing.values().any(|o| o.client == client) {
+            return Err(MigrateError::Busy(client));
+        }
+        let state = hub
+            .store
+            .export_client(client)
+            .ok_or(MigrateError::NotHere(client))?;
+        let mut t = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut t);
+        let ticket = Bytes::copy_from_slice(&t);
+        let (ptx, prx) = oneshot::channel();
+        let (dtx, drx) = oneshot::channel();
+        hub.outgoing.insert(
+            ticket.clone(),
+            Outgoing {
+                client,
+                target,
+                prepared: Some(ptx),
+                done: Some(dtx),
+            },
+        );
+        push(
+            &link_out,
+            &PeerFrame::Prepare {
+                ticket: ticket.clone(),
+                state,
+            },
+            max,
+        );
+        (ticket, prx, drx)
+    };
+    let prepared = tokio::time::timeout(TRANSFER_TIMEOUT, prepared_rx).await;
+    let refused = match prepared {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(e))) => Some(MigrateError::Refused(e)),
+        _ => Some(MigrateError::Refused(WireError::Unavailable {
+            node: target,
+        })),
+    };
+    if let Some(e) = refused {
+        shared.hub().outgoing.remove(&ticket);
+        return Err(e);
+    }
+    {
+        let hub = shared.hub();
+        let (Some(link), Some(member)) = (hub.links.get(&client), hub.members.get(target)) else {
+            drop(hub);
+            shared.hub().outgoing.remove(&ticket);
+            return Err(MigrateError::NotHere(client));
+        };
+        let frame = ServerFrame::Migrate {
+            node: target,
+            name: member.name.clone(),
+            addrs: member.addrs.clone(),
+            ticket: ticket.clone(),
+            fingerprint: member.fingerprint,
+        };
+        match encode_to_bytes(&frame, max) {
+            Ok(bytes) => link.outbox.push_response(bytes),
+            Err(e) => tracing::error!(error = %e, "migrate instruction does not fit a frame"),
+        }
+    }
+    match tokio::time::timeout(ARRIVAL_TIMEOUT, done_rx).await {
+        Ok(Ok(result)) => result,
+        _ => {
+            // Rolled back: nothing changed here; the target drops its pending copy itself.
+            shared.hub().outgoing.remove(&ticket);
+            tracing::info!(%client, %target, "migration rolled back: the client did not arrive");
+            Err(MigrateError::Timeout)
+        }
+    }
+}
+
+/// Source side: the target says the client is ready (or not).
+pub(super) fn on_prepared(shared: &Shared, ticket: Bytes, result: Result<(), WireError>) {
+    if let Some(tx) = shared
+        .hub()
+        .outgoing
+        .get_mut(&ticket)
+        .and_then(|o| o.prepared.take())
+    {
+        let _ = tx.send(result);
+    }
+}
+
+/// Source side: the client reached the target; hand the session over, atomically.
+pub(super) fn on_handover(shared: &Shared, from: NodeId, ticket: Bytes) {
+    let max = shared.config.max_frame;
+    let mut hub = shared.hub();
+    let Some(out) = hub.peers.get(&from).map(|p| p.outbox.clone()) else {
+        return;
+    };
+    let entry = match hub.outgoing.remove(&ticket) {
+        Some(o) if o.target == from => o,
+        other => {
+            if let Some(o) = other {
+                hub.outgoing.insert(ticket.clone(), o);
+            }
+            push(
+                &out,
+                &PeerFrame::Transfer {
+                    ticket,
+                    state: None,
+                },
+                max,
+            );
+            return;
+        }
+    };
+    let state = hub.store.export_client(entry.client);
+    if state.is_some() {
+        hub.store.remove_client_silently(entry.client);
+        hub.moved.insert(entry.client, from);
+        hub.flush_holds(max);
+    }
+    let handed = state.is_some();
+    push(&out, &PeerFrame::Transfer { ticket, state }, max);
+    if let Some(done) = entry.done {
+        let _ = done.send(if handed {
+            Ok(())
+        } else {
+            Err(MigrateError::NotHere(entry.client))
+        });
+    }
+    tracing::debug!(client = %entry.client, to = %from, handed, "session handed over");
+}
+
+/// Source side: the answer to a forwarded request, for the client's old connection.
+pub(super) fn on_forwarded(
+    shared: &Shared,
+    client: ClientId,
+    id: u64,
+    result: Result<Reply, WireError>,
+) {
+    let hub = shared.hub();
+    if let Some(link) = hub.links.get(&client) {
+        respond(shared, &Sink::Client(link.outbox.clone()), id, result);
+    }
+}
+
+/// Target side: a request the client sent to its old node after the handover.
+pub(super) fn on_forward(
+    shared: &Arc<Shared>,
+    from: NodeId,
+    client: ClientId,
+    id: u64,
+    op: Request,
+) {
+    let Some(peer) = shared.hub().peers.get(&from).map(|p| p.outbox.clone()) else {
+        return;
+    };
+    handle(shared, client, &Sink::Forward { peer, client }, id, op);
+}
+
+/// Target side: the source offers a session. Registers it as pending, with its interest at
+/// every peer, then says `Prepared`; drops it if the client does not come.
+pub(super) async fn on_prepare(
+    shared: Arc<Shared>,
+    from: NodeId,
+    ticket: Bytes,
+    state: SessionState,
+) {
+    let max = shared.config.max_frame;
+    let client = state.client;
+    let waits = {
+        let mut hub = shared.hub();
+        let Some(out) = hub.peers.get(&from).map(|p| p.outbox.clone()) else {
+            return;
+        };
+        if hub.store.has_client(client) {
+            let result = Err(WireError::Protocol {
+                reason: format!("client {client} is already on this node"),
+            });
+            push(&out, &PeerFrame::Prepared { ticket, result }, max);
+            return;
+        }
+        // Subscriptions now, rows at the handover.
+        let pending = SessionState {
+            rows: Vec::new(),
+            ..state.clone()
+        };
+        hub.store.import_client(&pending, now_ms());
+        let (outbox, writer) = outbox(shared.config.max_outbound_bytes);
+        hub.links.insert(
+            client,
+            Link {
+                outbox,
+                conn: None,
+                lagged: false,
+                peer: None,
+            },
+        );
+        let specs: Vec<KeySpec> = state.subs.iter().map(|(s, _)| s.clone()).collect();
+        hub.incoming.insert(
+            ticket.clone(),
+            Incoming {
+                state,
+                source: from,
+                writer: Some(writer),
+                transfer: None,
+            },
+        );
+        let peers: Vec<NodeId> = hub.peers.keys().copied().collect();
+        let mut waits = Vec::new();
+        let chunk = (shared.config.limits.max_keys_per_query as usize).max(1);
+        for keys in specs.chunks(chunk) {
+            let query = GetQuery {
+                keys: keys.to_vec(),
+                owners: None,
+                start: None,
+                limit: 1,
+                subscribe: true,
+            };
+            waits.extend(super::peer::send_gets(&shared, &hub, &peers, &query));
+        }
+        hub.flush_holds(max);
+        waits
+    };
+    let deadline = tokio::time::Instant::now() + shared.config.remote_timeout;
+    for (_, _, rx) in waits {
+        let _ = tokio::time::timeout_at(deadline, rx).await;
+    }
+    if let Some(out) = shared.hub().peers.get(&from).map(|p| p.outbox.clone()) {
+        push(
+            &out,
+            &PeerFrame::Prepared {
+                ticket: ticket.clone(),
+                result: Ok(()),
+            },
+            max,
+        );
+    }
+    tokio::time::sleep(ARRIVAL_TIMEOUT).await;
+    let mut hub = shared.hub();
+    if hub.incoming.remove(&ticket).is_some() {
+        hub.store.remove_client_silently(client);
+        hub.links.remove(&client);
+        hub.flush_holds(max);
+        tracing::info!(%client, "prepared migration dropped: the client did not arrive");
+    }
+}
+
+/// Target side: the source's `Transfer`.
+pub(super) fn on_transfer(shared: &Shared, ticket: Bytes, state: Option<SessionState>) {
+    if let Some(tx) = shared
+        .hub()
+        .incoming
+        .get_mut(&ticket)
+        .and_then(|i| i.transfer.take())
+    {
+        let _ = tx.send(state);
+    }
+}
+
+/// Whether `ticket` names a migration waiting here.
+pub(super) fn is_incoming(shared: &Shared, ticket: &[u8]) -> bool {
+    shared.hub().incoming.contains_key(ticket)
+}
+
+/// Target side: the migrating client arrived with its ticket. Gets the session from the
+/// source (or uses the prepared one if the source is gone), installs it, and returns the
+/// client's id, outbox and writer with the welcome queued first; `Err` to refuse.
+pub(super) async fn arrive(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    ticket: &Bytes,
+    welcome: impl FnOnce(ClientId) -> ServerFrame,
+) -> Result<(ClientId, crate::proto::Outbox, OutboxWriter), WireError> {
+    let max = shared.config.max_frame;
+    let rx = {
+        let mut hub = shared.hub();
+        let Some(source) = hub.incoming.get(ticket).map(|i| i.source) else {
+            return Err(WireError::NotFound);
+        };
+        match hub.peers.get(&source).map(|p| p.outbox.clone()) {
+            Some(out) => {
+                let (tx, rx) = oneshot::channel();
+                if let Some(i) = hub.incoming.get_mut(ticket) {
+                    i.transfer = Some(tx);
+                }
+                push(
+                    &out,
+                    &PeerFrame::Handover {
+                        ticket: ticket.clone(),
+                    },
+                    max,
+                );
+                Some(rx)
+            }
+            None => None,
+        }
+    };
+    let fresh = match rx {
+        Some(rx) => match tokio::time::timeout(TRANSFER_TIMEOUT, rx).await {
+            Ok(Ok(Some(state))) => Some(state),
+            Ok(Ok(None)) => {
+                let mut hub = shared.hub();
+                if let Some(i) = hub.incoming.remove(ticket) {
+                    hub.store.remove_client_silently(i.state.client);
+                    hub.links.remove(&i.state.client);
+                    hub.flush_holds(max);
+                }
+                return Err(WireError::NotFound);
+            }
+            // The source went away: the prepared snapshot is what survives.
+            _ => None,
+        },
+        None => None,
+    };
+    let mut hub = shared.hub();
+    let Some(mut incoming) = hub.incoming.remove(ticket) else {
+        return Err(WireError::NotFound);
+    };
+    let state = fresh.unwrap_or_else(|| incoming.state.clone());
+    let client = state.client;
+    let fans = hub.store.import_client(&state, now_ms());
+    for fan in fans {
+        hub.deliver(fan, max, true);
+    }
+    hub.flush_holds(max);
+    let Some(mut writer) = incoming.writer.take() else {
+        return Err(WireError::NotFound);
+    };
+    let Some(link) = hub.links.get_mut(&client) else {
+        return Err(WireError::NotFound);
+    };
+    link.conn = Some(conn.clone());
+    let outbox = link.outbox.clone();
+    let queued = writer.take_queued();
+    match encode_to_bytes(&welcome(client), max) {
+        Ok(bytes) => outbox.push_response(bytes),
+        Err(e) => {
+            return Err(WireError::Protocol {
+                reason: e.to_string(),
+            })
+        }
+    }
+    for frame in queued {
+        outbox.push_response(frame);
+    }
+    tracing::info!(%client, from = %incoming.source, rows = state.rows.len(), "client migrated here");
+    Ok((client, outbox, writer))
+}
