@@ -62,6 +62,9 @@ pub struct NodeConfig {
     pub load_interval: Duration,
     /// Placement weights and hysteresis (§5).
     pub placement: crate::placement::Weights,
+    /// How long a prepared migration waits for its client to reach the target before it
+    /// is rolled back (the client then stays where it was).
+    pub migration_timeout: Duration,
 }
 
 /// Why a configuration cannot work.
@@ -92,6 +95,7 @@ impl NodeConfig {
             remote_timeout: Duration::from_secs(2),
             load_interval: Duration::from_secs(2),
             placement: crate::placement::Weights::default(),
+            migration_timeout: Duration::from_secs(15),
         }
     }
 

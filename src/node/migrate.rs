@@ -28,9 +28,6 @@ use crate::proto::{
     Request, ServerFrame, SessionState, WireError,
 };
 
-/// How long a prepared migration waits for its client.
-pub(super) const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// How long the target waits for the source's `Transfer` before using the prepared snapshot.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -74,8 +71,11 @@ pub(super) struct Incoming {
     source: NodeId,
     /// The pending client's writer, started when it arrives.
     writer: Option<OutboxWriter>,
-    /// Where the source's `Transfer` goes once asked for.
-    transfer: Option<oneshot::Sender<Option<SessionState>>>,
+    /// Told whether the source's `Transfer` was installed (`false`: the source no longer has
+    /// the session).
+    transfer: Option<oneshot::Sender<bool>>,
+    /// The transferred rows are in the store.
+    installed: bool,
 }
 
 fn push(outbox: &crate::proto::Outbox, frame: &PeerFrame, max: usize) {
@@ -173,7 +173,7 @@ pub(super) async fn migrate(
             Err(e) => tracing::error!(error = %e, "migrate instruction does not fit a frame"),
         }
     }
-    match tokio::time::timeout(ARRIVAL_TIMEOUT, done_rx).await {
+    match tokio::time::timeout(shared.config.migration_timeout, done_rx).await {
         Ok(Ok(result)) => result,
         _ => {
             // Rolled back: nothing changed here; the target drops its pending copy itself.
@@ -311,6 +311,7 @@ pub(super) async fn on_prepare(
                 source: from,
                 writer: Some(writer),
                 transfer: None,
+                installed: false,
             },
         );
         let peers: Vec<NodeId> = hub.peers.keys().copied().collect();
@@ -343,7 +344,7 @@ pub(super) async fn on_prepare(
             max,
         );
     }
-    tokio::time::sleep(ARRIVAL_TIMEOUT).await;
+    tokio::time::sleep(shared.config.migration_timeout).await;
     let mut hub = shared.hub();
     if hub.incoming.remove(&ticket).is_some() {
         hub.store.remove_client_silently(client);
@@ -353,15 +354,29 @@ pub(super) async fn on_prepare(
     }
 }
 
-/// Target side: the source's `Transfer`.
+/// Target side: the source's `Transfer`. Installed here, in the link's order, so every
+/// request the source forwards after it applies to the installed session.
 pub(super) fn on_transfer(shared: &Shared, ticket: Bytes, state: Option<SessionState>) {
-    if let Some(tx) = shared
-        .hub()
-        .incoming
-        .get_mut(&ticket)
-        .and_then(|i| i.transfer.take())
-    {
-        let _ = tx.send(state);
+    let max = shared.config.max_frame;
+    let mut hub = shared.hub();
+    let Some(incoming) = hub.incoming.get_mut(&ticket) else {
+        return;
+    };
+    let tx = incoming.transfer.take();
+    let installed = match state {
+        Some(state) => {
+            incoming.installed = true;
+            let fans = hub.store.import_rows(&state, now_ms());
+            for fan in fans {
+                hub.deliver(fan, max, true);
+            }
+            hub.flush_holds(max);
+            true
+        }
+        None => false,
+    };
+    if let Some(tx) = tx {
+        let _ = tx.send(installed);
     }
 }
 
@@ -403,10 +418,10 @@ pub(super) async fn arrive(
             None => None,
         }
     };
-    let fresh = match rx {
+    match rx {
         Some(rx) => match tokio::time::timeout(TRANSFER_TIMEOUT, rx).await {
-            Ok(Ok(Some(state))) => Some(state),
-            Ok(Ok(None)) => {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
                 let mut hub = shared.hub();
                 if let Some(i) = hub.incoming.remove(ticket) {
                     hub.store.remove_client_silently(i.state.client);
@@ -416,21 +431,23 @@ pub(super) async fn arrive(
                 return Err(WireError::NotFound);
             }
             // The source went away: the prepared snapshot is what survives.
-            _ => None,
+            _ => {}
         },
-        None => None,
-    };
+        None => {}
+    }
     let mut hub = shared.hub();
     let Some(mut incoming) = hub.incoming.remove(ticket) else {
         return Err(WireError::NotFound);
     };
-    let state = fresh.unwrap_or_else(|| incoming.state.clone());
-    let client = state.client;
-    let fans = hub.store.import_client(&state, now_ms());
-    for fan in fans {
-        hub.deliver(fan, max, true);
+    let client = incoming.state.client;
+    if !incoming.installed {
+        let state = incoming.state.clone();
+        let fans = hub.store.import_rows(&state, now_ms());
+        for fan in fans {
+            hub.deliver(fan, max, true);
+        }
+        hub.flush_holds(max);
     }
-    hub.flush_holds(max);
     let Some(mut writer) = incoming.writer.take() else {
         return Err(WireError::NotFound);
     };
@@ -451,6 +468,6 @@ pub(super) async fn arrive(
     for frame in queued {
         outbox.push_response(frame);
     }
-    tracing::info!(%client, from = %incoming.source, rows = state.rows.len(), "client migrated here");
+    tracing::info!(%client, from = %incoming.source, "client migrated here");
     Ok((client, outbox, writer))
 }

@@ -564,8 +564,17 @@ impl Store {
     /// update naming this node, never a deletion. Limits are not applied: the rows were
     /// accepted where they were, and refusing them now would lose them.
     pub fn import_client(&mut self, state: &SessionState, now_ms: u64) -> Vec<Fanout> {
+        if !self.clients.contains_key(&state.client) {
+            let _ = self.add_client(state.client, &state.class, Bytes::new());
+        }
+        self.import_rows(state, now_ms)
+    }
+
+    /// Puts a moved session's rows, session blob and subscriptions onto a client already
+    /// registered here (registered when the move was prepared). Subscriptions merge with
+    /// those it has; rows take versions above the ones they had.
+    pub fn import_rows(&mut self, state: &SessionState, now_ms: u64) -> Vec<Fanout> {
         let id = state.client;
-        let _ = self.add_client(id, &state.class, Bytes::new());
         if let Some(c) = self.clients.get_mut(&id) {
             c.session = state.session.clone();
             // Exempt from limits while its rows are put back.
