@@ -418,8 +418,8 @@ pub(super) async fn arrive(
             None => None,
         }
     };
-    match rx {
-        Some(rx) => match tokio::time::timeout(TRANSFER_TIMEOUT, rx).await {
+    if let Some(rx) = rx {
+        match tokio::time::timeout(TRANSFER_TIMEOUT, rx).await {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
                 let mut hub = shared.hub();
@@ -432,8 +432,7 @@ pub(super) async fn arrive(
             }
             // The source went away: the prepared snapshot is what survives.
             _ => {}
-        },
-        None => {}
+        }
     }
     let mut hub = shared.hub();
     let Some(mut incoming) = hub.incoming.remove(ticket) else {
