@@ -65,6 +65,8 @@ pub struct NodeConfig {
     /// How long a prepared migration waits for its client to reach the target before it
     /// is rolled back (the client then stays where it was).
     pub migration_timeout: Duration,
+    /// Clients a drain moves at once (§6.2: bounded batches).
+    pub drain_batch: usize,
 }
 
 /// Why a configuration cannot work.
@@ -96,6 +98,7 @@ impl NodeConfig {
             load_interval: Duration::from_secs(2),
             placement: crate::placement::Weights::default(),
             migration_timeout: Duration::from_secs(15),
+            drain_batch: 64,
         }
     }
 

@@ -14,7 +14,7 @@ pub mod store;
 pub mod transport;
 
 pub use config::NodeConfig;
-pub use node::{MeshEvent, MigrateError, Node, NodeError};
+pub use node::{DrainError, MeshEvent, MigrateError, Node, NodeError};
 
 /// Compiles the README's Rust example as a doctest, so the documented API cannot drift.
 #[cfg(doctest)]

@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use cloudmesh::client::{Client, ClientOptions, Event};
 use cloudmesh::mesh::MeshSecret;
-use cloudmesh::proto::{ClientFrame, FrameReader, Hello, Key, KeySpec, Request, ServerFrame};
+use cloudmesh::proto::{
+    ClientFrame, FrameReader, Hello, Key, KeySpec, NodeState, Request, ServerFrame,
+};
 use cloudmesh::{MigrateError, NodeConfig};
 use common::*;
 
@@ -24,6 +26,9 @@ fn mesh_config(c: &mut NodeConfig, name: &str) {
     c.migration_timeout = Duration::from_secs(2);
     c.timing.idle_timeout = Duration::from_secs(2);
     c.timing.keep_alive = Duration::from_millis(500);
+    c.load_interval = Duration::from_millis(100);
+    // Small enough that tens of clients are a load placement weighs.
+    c.max_clients = 100;
 }
 
 async fn mesh3() -> Vec<TestNode> {
@@ -301,4 +306,85 @@ async fn the_source_dying_after_prepare_still_lands_the_client_on_the_target() {
     assert_eq!(rows[0].data, "my row");
     assert_eq!(rows[0].node, b.node.id());
     assert_eq!(rows[0].owner, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_node_moves_every_client_and_ends_drained() {
+    let nodes = mesh3().await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    wait_until("loads known everywhere", || {
+        nodes.iter().all(|t| t.node.loads().len() == 3)
+    })
+    .await;
+    assert_eq!(a.node.host(), a.node.id(), "a is the oldest: host");
+    let mut clients = Vec::new();
+    for i in 0..40u32 {
+        let cl = a.client().await;
+        cl.post(Key::new("drain", i), format!("client {i}"))
+            .await
+            .expect("post");
+        clients.push(cl);
+    }
+    let watcher = c.client().await;
+    let (before, mut sub) = watcher
+        .subscribe(vec![spec("drain")], None)
+        .await
+        .expect("subscribe");
+    assert_eq!(before.len(), 40);
+
+    let moved = within("drain", a.node.drain()).await.expect("drained");
+    assert_eq!(moved, 40);
+    assert_eq!(a.node.state(), NodeState::Drained);
+    wait_until("a's old links closed", || a.node.client_count() == 0).await;
+    wait_until("everyone sees a Drained and a new host", || {
+        nodes.iter().all(|t| {
+            t.node
+                .members()
+                .iter()
+                .any(|m| m.id == a.node.id() && m.state == NodeState::Drained)
+                && t.node.host() == b.node.id()
+        })
+    })
+    .await;
+
+    let rows = watcher.get(vec![spec("drain")]).await.expect("get");
+    assert_eq!(rows.len(), 40);
+    for row in &rows {
+        assert_ne!(row.node, a.node.id());
+        let old = before.iter().find(|r| r.key == row.key).expect("known");
+        assert_eq!(
+            (row.owner, &row.data),
+            (old.owner, &old.data),
+            "same owner, same data"
+        );
+    }
+    let on_b = rows.iter().filter(|r| r.node == b.node.id()).count();
+    assert!(
+        on_b > 0 && on_b < 40,
+        "the drain spreads clients ({on_b} of 40 on b)"
+    );
+    for (i, cl) in clients.iter().enumerate() {
+        cl.post(Key::new("drain", i as u32), "still here")
+            .await
+            .expect("clients keep working");
+        assert_ne!(cl.node_id(), a.node.id());
+    }
+    watcher.ping().await.expect("ping");
+    while let Some(e) = sub.try_next() {
+        assert!(
+            matches!(e, Event::Updated(_)),
+            "no deletion during a drain: {e:?}"
+        );
+    }
+
+    a.node.undrain();
+    wait_until("a is Active again everywhere", || {
+        nodes.iter().all(|t| {
+            t.node
+                .members()
+                .iter()
+                .any(|m| m.id == a.node.id() && m.state == NodeState::Active)
+        })
+    })
+    .await;
 }

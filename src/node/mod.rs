@@ -3,9 +3,11 @@
 //! until `shutdown`.
 
 mod conn;
+mod drain;
 mod load;
 mod migrate;
 
+pub use drain::DrainError;
 pub use migrate::MigrateError;
 mod peer;
 mod place;
@@ -82,6 +84,20 @@ pub enum MeshEvent {
         node: NodeId,
         /// Rows of it that local subscribers had seen.
         rows: usize,
+    },
+    /// A node's lifecycle state changed (Draining, Drained, Active again).
+    StateChanged {
+        /// The node.
+        node: NodeId,
+        /// Its new state.
+        state: NodeState,
+    },
+    /// Progress of this node's drain.
+    DrainProgress {
+        /// Clients moved so far.
+        moved: usize,
+        /// Clients still here.
+        remaining: usize,
     },
     /// The host changed.
     HostChanged {
@@ -535,6 +551,23 @@ impl Node {
             .collect();
         v.sort();
         v
+    }
+
+    /// Drains this node (§6.2): it turns Draining mesh-wide (no new placements; host duties
+    /// pass on), moves its clients to placement-chosen nodes in batches of `drain_batch`,
+    /// and ends Drained. Returns how many clients moved.
+    pub async fn drain(&self) -> Result<usize, DrainError> {
+        drain::drain(&self.shared).await
+    }
+
+    /// Returns a draining or drained node to service (Active).
+    pub fn undrain(&self) {
+        drain::set_state(&self.shared, NodeState::Active);
+    }
+
+    /// This node's lifecycle state.
+    pub fn state(&self) -> NodeState {
+        self.shared.hub().members.me().state
     }
 
     /// Mesh events from now on (peer up/lost, host changes). A receiver that falls more than

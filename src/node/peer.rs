@@ -792,6 +792,16 @@ async fn link_loop(
                         if m.id == shared.id {
                             continue;
                         }
+                        if hub
+                            .members
+                            .get(m.id)
+                            .is_some_and(|known| known.state != m.state)
+                        {
+                            let _ = hub.events.send(MeshEvent::StateChanged {
+                                node: m.id,
+                                state: m.state,
+                            });
+                        }
                         hub.members.upsert(m.clone());
                         if !hub.peers.contains_key(&m.id) {
                             to_dial.push(m);

@@ -1,0 +1,134 @@
+//! Draining a node (§6.2): Draining mesh-wide, clients moved away in bounded batches with
+//! make-before-break migrations, then Drained. Undrain returns it to Active.
+
+use std::sync::Arc;
+
+use super::{migrate, place, MeshEvent, Shared};
+use crate::proto::{ClientId, MemberInfo, NodeState, PeerFrame};
+
+/// Rounds a drain makes over its remaining clients before giving up on the stragglers
+/// (a client that cannot be moved, e.g. one that never follows the instruction).
+const MAX_ROUNDS: usize = 5;
+
+/// Why a drain did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DrainError {
+    /// No other node can take clients (none Active, or all full).
+    #[error("no other node can take clients; {remaining} remain here (the node stays Draining)")]
+    NoTarget {
+        /// Clients still here.
+        remaining: usize,
+    },
+    /// Some clients could not be moved after several rounds.
+    #[error("{remaining} clients could not be moved after {MAX_ROUNDS} rounds (the node stays Draining)")]
+    Stuck {
+        /// Clients still here.
+        remaining: usize,
+    },
+}
+
+/// Sets this node's state mesh-wide: the member list, its `cloud.nodes` row, the host.
+pub(super) fn set_state(shared: &Shared, state: NodeState) {
+    let mut hub = shared.hub();
+    if hub.members.me().state == state {
+        return;
+    }
+    hub.members.me_mut().state = state;
+    let me: MemberInfo = hub.members.me().clone();
+    hub.broadcast(&PeerFrame::Members(vec![me]), shared.config.max_frame);
+    let _ = hub.events.send(MeshEvent::StateChanged {
+        node: shared.id,
+        state,
+    });
+    tracing::info!(state = state.as_str(), "node state changed");
+    hub.write_node_record(&shared.config);
+    hub.check_host(&shared.config);
+}
+
+fn local_clients(shared: &Shared) -> Vec<ClientId> {
+    let hub = shared.hub();
+    let mut v: Vec<ClientId> = hub
+        .links
+        .iter()
+        .filter(|(id, l)| l.peer.is_none() && l.conn.is_some() && !hub.moved.contains_key(id))
+        .map(|(id, _)| *id)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Targets for `n` clients: placement's scores (this node, Draining, is never eligible),
+/// adding each client assigned in this batch to its target's load, so a batch spreads
+/// instead of landing on whichever node looked idlest at the last load report.
+fn pick_targets(shared: &Shared, n: usize) -> Vec<crate::proto::NodeId> {
+    let hub = shared.hub();
+    let decision = place::decide(&hub, shared, &[], None);
+    let eligible: Vec<(crate::proto::NodeId, f64, f64)> = decision
+        .scores
+        .iter()
+        .filter(|s| s.eligible && s.id != shared.id)
+        .map(|s| {
+            let capacity = hub
+                .loads
+                .get(&s.id)
+                .map_or(1.0, |l| f64::from(l.capacity.max(1)));
+            (s.id, s.total, shared.config.placement.load / capacity)
+        })
+        .collect();
+    let mut added = vec![0.0f64; eligible.len()];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let best = (0..eligible.len()).min_by(|&a, &b| {
+            let score = |i: usize| eligible[i].1 + added[i];
+            score(a).total_cmp(&score(b))
+        });
+        let Some(i) = best else { break };
+        added[i] += eligible[i].2;
+        out.push(eligible[i].0);
+    }
+    out
+}
+
+pub(super) async fn drain(shared: &Arc<Shared>) -> Result<usize, DrainError> {
+    set_state(shared, NodeState::Draining);
+    let mut moved = 0;
+    for _round in 0..MAX_ROUNDS {
+        let clients = local_clients(shared);
+        if clients.is_empty() {
+            break;
+        }
+        for batch in clients.chunks(shared.config.drain_batch.max(1)) {
+            let targets = pick_targets(shared, batch.len());
+            if targets.is_empty() {
+                return Err(DrainError::NoTarget {
+                    remaining: local_clients(shared).len(),
+                });
+            }
+            let mut moves = Vec::new();
+            for (client, target) in batch.iter().zip(targets) {
+                let s = shared.clone();
+                let client = *client;
+                moves.push(tokio::spawn(async move {
+                    migrate::migrate(&s, client, target).await
+                }));
+            }
+            for m in moves {
+                if matches!(m.await, Ok(Ok(()))) {
+                    moved += 1;
+                }
+            }
+            let remaining = local_clients(shared).len();
+            let _ = shared
+                .hub()
+                .events
+                .send(MeshEvent::DrainProgress { moved, remaining });
+            tracing::info!(moved, remaining, "drain progress");
+        }
+    }
+    let remaining = local_clients(shared).len();
+    if remaining > 0 {
+        return Err(DrainError::Stuck { remaining });
+    }
+    set_state(shared, NodeState::Drained);
+    Ok(moved)
+}
