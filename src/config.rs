@@ -67,6 +67,13 @@ pub struct NodeConfig {
     pub migration_timeout: Duration,
     /// Clients a drain moves at once (§6.2: bounded batches).
     pub drain_batch: usize,
+    /// How often the host looks at the mesh's balance (§6.4); zero turns rebalancing off.
+    pub rebalance_interval: Duration,
+    /// Hysteresis: the host acts only when the busiest and the idlest Active node differ by
+    /// more than this fraction of capacity.
+    pub rebalance_threshold: f64,
+    /// Most clients one rebalance round moves (a bounded rate).
+    pub rebalance_max_moves: u32,
 }
 
 /// Why a configuration cannot work.
@@ -99,6 +106,9 @@ impl NodeConfig {
             placement: crate::placement::Weights::default(),
             migration_timeout: Duration::from_secs(15),
             drain_batch: 64,
+            rebalance_interval: Duration::from_secs(5),
+            rebalance_threshold: 0.1,
+            rebalance_max_moves: 50,
         }
     }
 
@@ -144,6 +154,9 @@ impl NodeConfig {
         self.placement
             .validate()
             .map_err(|e| ConfigError(format!("placement: {e}")))?;
+        if !(self.rebalance_threshold.is_finite() && self.rebalance_threshold >= 0.0) {
+            return fail("rebalance_threshold must be a fraction of capacity, 0 or more".into());
+        }
         if self.name.is_empty() {
             return fail("name must not be empty".into());
         }

@@ -29,6 +29,8 @@ fn mesh_config(c: &mut NodeConfig, name: &str) {
     c.load_interval = Duration::from_millis(100);
     // Small enough that tens of clients are a load placement weighs.
     c.max_clients = 100;
+    // No moves but the ones a test asks for.
+    c.rebalance_interval = Duration::ZERO;
 }
 
 async fn mesh3() -> Vec<TestNode> {
@@ -387,4 +389,65 @@ async fn draining_a_node_moves_every_client_and_ends_drained() {
         })
     })
     .await;
+}
+
+/// A node that joins takes load from the busy one through rebalance, at a bounded rate,
+/// and once the loads are within the threshold nothing more moves (hysteresis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_takes_load_through_rebalance() {
+    let a = node_with(|c| {
+        mesh_config(c, "a");
+        c.rebalance_interval = Duration::from_millis(200);
+    })
+    .await;
+    let mut clients = Vec::new();
+    for i in 0..30u32 {
+        let cl = a.client().await;
+        cl.post(Key::new("spread", i), format!("{i}"))
+            .await
+            .expect("post");
+        clients.push(cl);
+    }
+    let via = a.addr().to_string();
+    let b = node_with(move |c| {
+        mesh_config(c, "b");
+        c.join = vec![via];
+        c.rebalance_interval = Duration::from_millis(200);
+    })
+    .await;
+    let watcher = b.client().await;
+    let (before, mut sub) = watcher
+        .subscribe(vec![spec("spread")], None)
+        .await
+        .expect("subscribe");
+    assert_eq!(before.len(), 30);
+    wait_until("load spread over both nodes and settled", || {
+        let (na, nb) = (a.node.client_count(), b.node.client_count());
+        na >= 10
+            && nb >= 10
+            && na + nb == 31
+            && a.node.rebalance().is_none()
+            && b.node.rebalance().is_none()
+    })
+    .await;
+    let rows = watcher.get(vec![spec("spread")]).await.expect("get");
+    assert_eq!(rows.len(), 30);
+    assert!(
+        rows.iter().any(|r| r.node == b.node.id()),
+        "some rows moved to b with their clients"
+    );
+    for row in &rows {
+        let old = before.iter().find(|r| r.key == row.key).expect("known");
+        assert_eq!((row.owner, &row.data), (old.owner, &old.data));
+    }
+    for cl in &clients {
+        cl.ping().await.expect("every client still served");
+    }
+    watcher.ping().await.expect("ping");
+    while let Some(e) = sub.try_next() {
+        assert!(
+            matches!(e, Event::Updated(_)),
+            "no deletion while rebalancing: {e:?}"
+        );
+    }
 }

@@ -19,6 +19,8 @@ async fn two_nodes() -> (TestNode, TestNode) {
         c.load_interval = Duration::from_millis(100);
         // Load is clients / capacity: 20 clients make a node half full.
         c.max_clients = 40;
+        // These tests load one node on purpose: no rebalance under them.
+        c.rebalance_interval = Duration::ZERO;
     })
     .await;
     let join = a.addr().to_string();
@@ -29,6 +31,8 @@ async fn two_nodes() -> (TestNode, TestNode) {
         c.load_interval = Duration::from_millis(100);
         // Load is clients / capacity: 20 clients make a node half full.
         c.max_clients = 40;
+        // These tests load one node on purpose: no rebalance under them.
+        c.rebalance_interval = Duration::ZERO;
     })
     .await;
     wait_until("a and b linked and reporting load to each other", || {

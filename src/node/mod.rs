@@ -12,6 +12,7 @@ pub use migrate::MigrateError;
 mod peer;
 mod place;
 mod rate;
+mod rebalance;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -472,6 +473,7 @@ impl Node {
             tokio::spawn(peer::rejoin_loop(shared.clone()));
         }
         tokio::spawn(load::refresh_loop(shared.clone()));
+        tokio::spawn(rebalance::host_loop(shared.clone()));
         Ok(Node {
             shared,
             shutdown,
@@ -563,6 +565,12 @@ impl Node {
     /// Returns a draining or drained node to service (Active).
     pub fn undrain(&self) {
         drain::set_state(&self.shared, NodeState::Active);
+    }
+
+    /// Runs one rebalance round now, as the host would (§6.3 `cloudctl rebalance`): returns
+    /// the move it asked for, `None` when the mesh is within the threshold.
+    pub fn rebalance(&self) -> Option<(NodeId, NodeId, u32)> {
+        rebalance::round(&self.shared)
     }
 
     /// This node's lifecycle state.

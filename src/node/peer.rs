@@ -832,6 +832,9 @@ async fn link_loop(
             PeerFrame::Forwarded { client, id, result } => {
                 super::migrate::on_forwarded(&shared, client, id, result)
             }
+            PeerFrame::Rebalance { to, count } => {
+                tokio::spawn(super::rebalance::move_clients(shared.clone(), to, count));
+            }
             PeerFrame::Load(info) => {
                 shared.hub().loads.insert(node, info);
             }

@@ -161,6 +161,13 @@ pub enum PeerFrame {
         /// The request.
         op: Request,
     },
+    /// From the host (§6.4): move this many of your clients to `to`.
+    Rebalance {
+        /// The least loaded node.
+        to: NodeId,
+        /// How many clients.
+        count: u32,
+    },
     /// The target's answer to a `Forward`, for the source to relay to the client.
     Forwarded {
         /// The moved client.
