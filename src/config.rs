@@ -74,6 +74,8 @@ pub struct NodeConfig {
     pub rebalance_threshold: f64,
     /// Most clients one rebalance round moves (a bounded rate).
     pub rebalance_max_moves: u32,
+    /// The world grid for zone placement and handover (§5); `None` turns zones off.
+    pub zones: Option<crate::placement::ZoneConfig>,
 }
 
 /// Why a configuration cannot work.
@@ -109,6 +111,7 @@ impl NodeConfig {
             rebalance_interval: Duration::from_secs(5),
             rebalance_threshold: 0.1,
             rebalance_max_moves: 50,
+            zones: None,
         }
     }
 
@@ -154,6 +157,10 @@ impl NodeConfig {
         self.placement
             .validate()
             .map_err(|e| ConfigError(format!("placement: {e}")))?;
+        if let Some(z) = &self.zones {
+            z.validate()
+                .map_err(|e| ConfigError(format!("zones: {e}")))?;
+        }
         if !(self.rebalance_threshold.is_finite() && self.rebalance_threshold >= 0.0) {
             return fail("rebalance_threshold must be a fraction of capacity, 0 or more".into());
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cloudmesh::client::{Client, ClientError, ClientOptions};
 use cloudmesh::mesh::MeshSecret;
-use cloudmesh::proto::{NodeRtt, Placement, WireError};
+use cloudmesh::proto::{Key, NodeRtt, Placement, WireError};
 use common::*;
 
 async fn two_nodes() -> (TestNode, TestNode) {
@@ -156,4 +156,123 @@ async fn a_redirect_ticket_admits_once_and_only_at_its_node() {
         matches!(wrong, ClientError::Refused(WireError::Forbidden { .. })),
         "{wrong}"
     );
+}
+
+/// Two nodes, a 2×1 grid of 100-unit cells, a 10-unit margin.
+async fn zoned() -> (TestNode, TestNode) {
+    let zones = cloudmesh::placement::ZoneConfig {
+        cell_size: 100.0,
+        width: 2,
+        height: 1,
+        margin: 10.0,
+    };
+    let secret = MeshSecret::new(vec![4; 32]).expect("secret");
+    let (s, z) = (secret.clone(), zones.clone());
+    let a = node_with(move |c| {
+        c.name = "a".into();
+        c.secret = Some(s);
+        c.load_interval = Duration::from_millis(100);
+        c.rebalance_interval = Duration::ZERO;
+        c.zones = Some(z);
+    })
+    .await;
+    let join = a.addr().to_string();
+    let b = node_with(move |c| {
+        c.name = "b".into();
+        c.secret = Some(secret);
+        c.join = vec![join];
+        c.load_interval = Duration::from_millis(100);
+        c.rebalance_interval = Duration::ZERO;
+        c.zones = Some(zones);
+    })
+    .await;
+    wait_until("both nodes share a zone map with one cell each", || {
+        let (Some(za), Some(zb)) = (a.node.zones(), b.node.zones()) else {
+            return false;
+        };
+        za == zb
+            && za.cells_of(a.node.id()).len() == 1
+            && za.cells_of(b.node.id()).len() == 1
+            && a.node.loads().contains_key(&b.node.id())
+            && b.node.loads().contains_key(&a.node.id())
+    })
+    .await;
+    (a, b)
+}
+
+/// The x coordinate of the middle of `node`'s cell, and the border x between the cells.
+fn cell_middle(t: &TestNode, map: &cloudmesh::placement::ZoneMap) -> f32 {
+    let cell = map.cells_of(t.node.id())[0];
+    cell.x as f32 * 100.0 + 50.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_zones_clients_go_to_the_owner_of_their_cell() {
+    let (a, b) = zoned().await;
+    let map = a.node.zones().expect("zone map");
+    let mut opts = ClientOptions::new(a.trust());
+    opts.position = Some(cloudmesh::proto::Position {
+        x: cell_middle(&b, &map),
+        y: 50.0,
+    });
+    let c = Client::connect_mesh(&[a.addr()], opts)
+        .await
+        .expect("connect");
+    assert_eq!(
+        c.node_id(),
+        b.node.id(),
+        "placed with the owner of its cell"
+    );
+    // The map is published for any client to read.
+    let rows = c
+        .get(vec!["cloud.zones".parse().expect("spec")])
+        .await
+        .expect("get");
+    assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_a_border_hands_over_once_and_walking_along_it_does_not() {
+    let (a, b) = zoned().await;
+    let map = a.node.zones().expect("zone map");
+    let (mid_a, mid_b) = (cell_middle(&a, &map), cell_middle(&b, &map));
+    let border = (mid_a + mid_b) / 2.0;
+    let toward_b = if mid_b > mid_a { 1.0 } else { -1.0 };
+    let c = a.client().await;
+    let mut moves = c.migrations();
+    c.post(Key::new("walker", 1), "me").await.expect("post");
+    // Walk along the border, within the margin on both sides: no handover.
+    for i in 0..20 {
+        let dx = if i % 2 == 0 { 5.0 } else { -5.0 };
+        c.set_position(border + dx * toward_b, 50.0)
+            .await
+            .expect("position");
+    }
+    c.ping().await.expect("ping");
+    assert_eq!(
+        c.node_id(),
+        a.node.id(),
+        "walking along the border does not hand over"
+    );
+    assert!(
+        moves.try_recv().is_err(),
+        "no migration while walking along the border"
+    );
+    // Cross deep into b's cell: handed over once.
+    c.set_position(mid_b, 50.0).await.expect("position");
+    let m = within("handover", moves.recv()).await.expect("migrated");
+    assert_eq!((m.from, m.to), (a.node.id(), b.node.id()));
+    assert_eq!(c.node_id(), b.node.id());
+    // Still inside b's cell, moving around: no further handover.
+    for dx in [-20.0, 0.0, 20.0] {
+        c.set_position(mid_b + dx, 50.0).await.expect("position");
+    }
+    c.ping().await.expect("ping");
+    assert!(moves.try_recv().is_err(), "one crossing, one handover");
+    let rows = c
+        .get(vec!["walker".parse().expect("spec")])
+        .await
+        .expect("get");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].node, b.node.id(), "its row moved with it");
 }

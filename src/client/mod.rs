@@ -551,6 +551,21 @@ impl Client {
         }
     }
 
+    /// Reports this client's position in the game world. When it goes deep enough into a
+    /// zone another node owns, the node hands the client over there (a migration the
+    /// application only sees as a `Migrated` event).
+    pub async fn set_position(&self, x: f32, y: f32) -> Result<(), ClientError> {
+        match self
+            .request(Request::SetPosition {
+                position: Position { x, y },
+            })
+            .await?
+        {
+            Reply::PositionSet => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// One round trip to the node.
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let start = Instant::now();

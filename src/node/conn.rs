@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 use super::rate::TokenBucket;
-use super::{migrate, now_ms, peer, place, Link, Shared};
+use super::{migrate, now_ms, peer, place, zones, Link, Shared};
 use crate::proto::{
     encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, DeleteReason, FrameReader,
     Hello, LimitsInfo, PeerFrame, Placement, Reply, Request, ServerFrame, Welcome, WireError,
@@ -117,6 +117,7 @@ pub(super) async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
     {
         let mut hub = shared.hub();
         hub.links.remove(&client);
+        hub.positions.remove(&client);
         // After a handover the session lives elsewhere: nothing to delete here.
         hub.moved.remove(&client);
         let fans = hub
@@ -477,6 +478,13 @@ pub(super) fn handle(shared: &Arc<Shared>, client: ClientId, sink: &Sink, id: u6
             .set_session(client, data)
             .map(|()| Reply::SessionSet),
         Request::Ping => Ok(Reply::Pong),
+        Request::SetPosition { position } => {
+            hub.positions.insert(client, position);
+            if let Some(target) = zones::handover_target(&hub, shared, position) {
+                tokio::spawn(zones::hand_over(shared.clone(), client, target));
+            }
+            Ok(Reply::PositionSet)
+        }
         Request::Place { rtts, position } => {
             let decision = place::decide(&hub, shared, &rtts, position);
             // A connected client that moves reconnects (its rows here are not carried; that

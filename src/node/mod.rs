@@ -13,6 +13,7 @@ mod peer;
 mod place;
 mod rate;
 mod rebalance;
+mod zones;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -163,6 +164,8 @@ struct Hub {
     loads: HashMap<NodeId, LoadInfo>,
     /// Redirect tickets already honoured (each admits once).
     tickets: crate::mesh::TicketBook,
+    /// Last position each local client reported, for zone handover.
+    positions: HashMap<ClientId, crate::proto::Position>,
     /// Clients handed over to another node whose old connection is still open here: their
     /// requests are forwarded there.
     moved: HashMap<ClientId, NodeId>,
@@ -446,6 +449,7 @@ impl Node {
             tickets: crate::mesh::TicketBook::default(),
             zones: None,
             moved: HashMap::new(),
+            positions: HashMap::new(),
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
         };
@@ -474,6 +478,7 @@ impl Node {
         }
         tokio::spawn(load::refresh_loop(shared.clone()));
         tokio::spawn(rebalance::host_loop(shared.clone()));
+        tokio::spawn(zones::host_loop(shared.clone()));
         Ok(Node {
             shared,
             shutdown,
@@ -571,6 +576,12 @@ impl Node {
     /// the move it asked for, `None` when the mesh is within the threshold.
     pub fn rebalance(&self) -> Option<(NodeId, NodeId, u32)> {
         rebalance::round(&self.shared)
+    }
+
+    /// Zone ownership as this node knows it (`None` with zones off or before the host
+    /// published a map).
+    pub fn zones(&self) -> Option<crate::placement::ZoneMap> {
+        self.shared.hub().zones.clone()
     }
 
     /// This node's lifecycle state.

@@ -832,6 +832,7 @@ async fn link_loop(
             PeerFrame::Forwarded { client, id, result } => {
                 super::migrate::on_forwarded(&shared, client, id, result)
             }
+            PeerFrame::Zones { json } => super::zones::on_zones(&shared, &json),
             PeerFrame::Rebalance { to, count } => {
                 tokio::spawn(super::rebalance::move_clients(shared.clone(), to, count));
             }

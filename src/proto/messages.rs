@@ -138,6 +138,11 @@ pub enum Request {
     },
     /// No-op round trip, for RTT measurement and liveness.
     Ping,
+    /// The client moved in the game world; the node may hand it over to the zone's owner.
+    SetPosition {
+        /// Where it is now.
+        position: Position,
+    },
     /// Where should I be served? Answered with [`Reply::Placed`].
     Place {
         /// Round-trip times the client measured to nodes.
@@ -186,6 +191,8 @@ pub enum Reply {
     SessionSet,
     /// Answer to [`Request::Ping`].
     Pong,
+    /// Answer to [`Request::SetPosition`].
+    PositionSet,
     /// Answer to [`Request::Place`].
     Placed {
         /// The decision.

@@ -161,6 +161,11 @@ pub enum PeerFrame {
         /// The request.
         op: Request,
     },
+    /// From the host (§5): zone ownership, as the JSON it publishes under `cloud.zones/0`.
+    Zones {
+        /// The zone map's JSON.
+        json: Bytes,
+    },
     /// From the host (§6.4): move this many of your clients to `to`.
     Rebalance {
         /// The least loaded node.
