@@ -3,6 +3,7 @@
 //! percentiles. Lives in the library so benches and the CLI share one implementation.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -290,5 +291,244 @@ pub async fn fanout(
         latency: Report::from_latencies(&mut lat, errors, elapsed),
         posted,
         missing: posted.saturating_sub(received),
+    })
+}
+
+/// A local mesh of in-process nodes on 127.0.0.1 for the scenarios that need to drive the
+/// nodes themselves (migration, drain). Data directories are temporary.
+async fn local_mesh(n: usize) -> Result<(Vec<crate::Node>, Vec<std::path::PathBuf>), String> {
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    let secret = crate::mesh::MeshSecret::new(secret.to_vec()).map_err(|e| e.to_string())?;
+    let mut nodes: Vec<crate::Node> = Vec::new();
+    let mut dirs = Vec::new();
+    for i in 0..n {
+        let dir =
+            std::env::temp_dir().join(format!("cloudmesh-bench-{}-{i}", rand::random::<u64>()));
+        let mut c = crate::NodeConfig::new(&dir);
+        c.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        c.name = format!("bench-{i}");
+        c.secret = Some(secret.clone());
+        c.rebalance_interval = Duration::ZERO;
+        c.load_interval = Duration::from_millis(200);
+        if let Some(first) = nodes.first() {
+            c.join = vec![first.local_addr().to_string()];
+        }
+        nodes.push(crate::Node::start(c).await.map_err(|e| e.to_string())?);
+        dirs.push(dir);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nodes
+        .iter()
+        .all(|x| x.peers().len() == n - 1 && x.loads().len() == n)
+    {
+        if Instant::now() > deadline {
+            return Err("the local mesh did not form within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((nodes, dirs))
+}
+
+async fn stop_mesh(nodes: Vec<crate::Node>, dirs: Vec<std::path::PathBuf>) {
+    for n in nodes {
+        n.shutdown("benchmark done").await;
+    }
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+fn pin_of(node: &crate::Node) -> ClientOptions {
+    let pin = crate::transport::parse_fingerprint(node.fingerprint()).unwrap_or([0; 32]);
+    ClientOptions::new(crate::transport::Trust::Pin(pin))
+}
+
+/// What the migration scenario measured.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MigrationReport {
+    /// Migrations completed.
+    pub migrations: u64,
+    /// Migrations that did not complete (rolled back or raced).
+    pub failed: u64,
+    /// Errors any client saw (must be 0).
+    pub client_errors: u64,
+    /// Per migration: the longest gap between a client's successful posts around its move.
+    pub stall_p50_ms: f64,
+    /// 99th percentile of that.
+    pub stall_p99_ms: f64,
+    /// Worst of that.
+    pub stall_max_ms: f64,
+    /// Gap between successful posts of clients that were not moving (the baseline).
+    pub baseline_p99_ms: f64,
+}
+
+/// Client-visible stall during migration (§9): `clients` clients on one node of a local
+/// three-node mesh post continuously; `migrations` of them are moved one after another;
+/// for each move, the longest gap between that client's successful posts is its stall.
+pub async fn migration(clients: usize, migrations: usize) -> Result<MigrationReport, String> {
+    let (nodes, dirs) = local_mesh(3).await?;
+    let opts = pin_of(&nodes[0]);
+    let mut cs = Vec::new();
+    for _ in 0..clients.max(1) {
+        cs.push(
+            Client::connect(nodes[0].local_addr(), opts.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (i, c) in cs.iter().enumerate() {
+        let c = c.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            // (time of each success) and errors
+            let mut times = Vec::with_capacity(4096);
+            let mut errors = 0u64;
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match c
+                    .post(
+                        Key::new("bench.migration", i as u32),
+                        Bytes::copy_from_slice(&n.to_le_bytes()),
+                    )
+                    .await
+                {
+                    Ok(_) => times.push(Instant::now()),
+                    Err(_) => errors += 1,
+                }
+                n = n.wrapping_add(1);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (times, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut windows = Vec::new();
+    let (mut done, mut failed) = (0u64, 0u64);
+    for k in 0..migrations {
+        let idx = k % cs.len();
+        let client = cs[idx].id();
+        let from = nodes.iter().find(|n| n.clients().contains(&client));
+        let Some(from) = from else {
+            failed += 1;
+            continue;
+        };
+        let to = nodes
+            .iter()
+            .find(|n| n.id() != from.id())
+            .map(|n| n.id())
+            .unwrap_or(from.id());
+        let start = Instant::now();
+        match from.migrate(client, to).await {
+            Ok(()) => done += 1,
+            Err(_) => failed += 1,
+        }
+        // The client finishes switching shortly after the handover: include that.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while cs[idx].node_id() != to && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        windows.push((idx, start, Instant::now() + Duration::from_millis(50)));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all_times = Vec::new();
+    let mut client_errors = 0;
+    for w in writers {
+        if let Ok((t, e)) = w.await {
+            all_times.push(t);
+            client_errors += e;
+        } else {
+            all_times.push(Vec::new());
+        }
+    }
+    let max_gap = |times: &[Instant], from: Instant, to: Instant| -> u32 {
+        let inside: Vec<Instant> = times
+            .iter()
+            .copied()
+            .filter(|t| *t >= from && *t <= to)
+            .collect();
+        let mut points = vec![from];
+        points.extend(inside);
+        points.push(to.min(*times.last().unwrap_or(&to)).max(from));
+        points
+            .windows(2)
+            .map(|w| {
+                u32::try_from(w[1].saturating_duration_since(w[0]).as_micros()).unwrap_or(u32::MAX)
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let mut stalls: Vec<u32> = windows
+        .iter()
+        .map(|(i, a, b)| max_gap(&all_times[*i], *a, *b))
+        .collect();
+    let moved: std::collections::HashSet<usize> = windows.iter().map(|w| w.0).collect();
+    let mut baseline: Vec<u32> = all_times
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !moved.contains(i))
+        .flat_map(|(_, t)| {
+            t.windows(2)
+                .map(|w| u32::try_from(w[1].duration_since(w[0]).as_micros()).unwrap_or(u32::MAX))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let s = Report::from_latencies(&mut stalls, 0, Duration::from_secs(1));
+    let b = Report::from_latencies(&mut baseline, 0, Duration::from_secs(1));
+    for c in cs {
+        c.close().await;
+    }
+    stop_mesh(nodes, dirs).await;
+    Ok(MigrationReport {
+        migrations: done,
+        failed,
+        client_errors,
+        stall_p50_ms: s.p50_ms,
+        stall_p99_ms: s.p99_ms,
+        stall_max_ms: s.max_ms,
+        baseline_p99_ms: b.p99_ms,
+    })
+}
+
+/// What the drain scenario measured.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DrainReport {
+    /// Clients on the drained node at the start.
+    pub clients: usize,
+    /// Clients the drain moved.
+    pub moved: usize,
+    /// Wall time of the drain, seconds.
+    pub seconds: f64,
+}
+
+/// Time to drain `clients` connected clients (each holding one row) from one node of a local
+/// three-node mesh (§9 budget: 1,000 clients in < 3 s).
+pub async fn drain(clients: usize) -> Result<DrainReport, String> {
+    let (nodes, dirs) = local_mesh(3).await?;
+    let opts = pin_of(&nodes[0]);
+    let mut cs = Vec::new();
+    for i in 0..clients {
+        let c = Client::connect(nodes[0].local_addr(), opts.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        c.post(Key::new("bench.drain", i as u32), Bytes::from_static(b"x"))
+            .await
+            .map_err(|e| e.to_string())?;
+        cs.push(c);
+    }
+    let start = Instant::now();
+    let moved = nodes[0].drain().await.map_err(|e| e.to_string())?;
+    let seconds = start.elapsed().as_secs_f64();
+    for c in cs {
+        c.close().await;
+    }
+    stop_mesh(nodes, dirs).await;
+    Ok(DrainReport {
+        clients,
+        moved,
+        seconds,
     })
 }

@@ -5,7 +5,7 @@ use cloudmesh::bench::{self, FanoutOptions, Report, ThroughputOptions};
 use cloudmesh::transport::Trust;
 use serde_json::json;
 
-use crate::cli::{FanoutArgs, ThroughputArgs};
+use crate::cli::{DrainArgs, FanoutArgs, MigrationArgs, ThroughputArgs};
 use crate::client_cmds::{client_options, explain_connect};
 use crate::output;
 
@@ -100,6 +100,63 @@ pub async fn fanout(args: FanoutArgs, json: bool) -> anyhow::Result<()> {
         output::line(&format!(
             "posted {}, notifications missing {}",
             report.posted, report.missing
+        ))?;
+    }
+    Ok(())
+}
+
+/// `cloudctl bench migration`.
+pub async fn migration(args: MigrationArgs, json: bool) -> anyhow::Result<()> {
+    if !json {
+        eprintln!(
+            "cloudctl: bench migration: local 3-node mesh, {} clients, {} migrations",
+            args.clients, args.migrations
+        );
+    }
+    let r = bench::migration(args.clients, args.migrations)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if json {
+        let mut value = serde_json::to_value(&r)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("scenario".into(), json!("migration"));
+            obj.insert("clients".into(), json!(args.clients));
+        }
+        output::json_line(&value)?;
+    } else {
+        output::line(&format!(
+            "migrations {} (failed {}), client errors {}",
+            r.migrations, r.failed, r.client_errors
+        ))?;
+        output::line(&format!(
+            "stall p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (baseline gap p99 {:.3} ms)",
+            r.stall_p50_ms, r.stall_p99_ms, r.stall_max_ms, r.baseline_p99_ms
+        ))?;
+    }
+    Ok(())
+}
+
+/// `cloudctl bench drain`.
+pub async fn drain(args: DrainArgs, json: bool) -> anyhow::Result<()> {
+    if !json {
+        eprintln!(
+            "cloudctl: bench drain: local 3-node mesh, {} clients",
+            args.clients
+        );
+    }
+    let r = bench::drain(args.clients)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if json {
+        let mut value = serde_json::to_value(&r)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("scenario".into(), json!("drain"));
+        }
+        output::json_line(&value)?;
+    } else {
+        output::line(&format!(
+            "drained {} of {} clients in {:.3} s",
+            r.moved, r.clients, r.seconds
         ))?;
     }
     Ok(())

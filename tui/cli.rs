@@ -92,6 +92,41 @@ pub enum BenchCommand {
         \"missing\". Trust for the subscriber's node: --subscriber-pin, else the same option \
         as for --server (e.g. --insecure or --ca).")]
     Fanout(FanoutArgs),
+    /// Client-visible stall while clients migrate between nodes (starts its own local mesh).
+    #[command(long_about = "Client-visible stall during migration.\n\n\
+        Starts a local mesh of three in-process nodes on 127.0.0.1, connects --clients \
+        clients to the first (each posting continuously), then moves --migrations of them \
+        to other nodes one after another. For each move, the stall is the longest gap \
+        between that client's successful posts around it. Prints stall p50/p99/max, the \
+        baseline p99 gap of clients that did not move, migrations done or failed, and \
+        errors clients saw (must be 0).")]
+    Migration(MigrationArgs),
+    /// Time to drain a node's clients (starts its own local mesh).
+    #[command(long_about = "Time to drain a node.\n\n\
+        Starts a local mesh of three in-process nodes on 127.0.0.1, connects --clients \
+        clients to the first (each holding one row), drains it and prints how long the \
+        drain took and how many clients it moved.")]
+    Drain(DrainArgs),
+}
+
+/// `cloudctl bench migration`.
+#[derive(Debug, Args)]
+pub struct MigrationArgs {
+    /// Clients posting continuously
+    #[arg(long, default_value_t = 200)]
+    pub clients: usize,
+
+    /// Migrations to make, one after another
+    #[arg(long, default_value_t = 100)]
+    pub migrations: usize,
+}
+
+/// `cloudctl bench drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Clients on the node to drain
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
 }
 
 /// `cloudctl bench fanout`.

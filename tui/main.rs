@@ -22,6 +22,10 @@ async fn main() -> ExitCode {
             bench_cmd::throughput(args, cli.json).await
         }
         Command::Bench(cli::BenchCommand::Fanout(args)) => bench_cmd::fanout(args, cli.json).await,
+        Command::Bench(cli::BenchCommand::Migration(args)) => {
+            bench_cmd::migration(args, cli.json).await
+        }
+        Command::Bench(cli::BenchCommand::Drain(args)) => bench_cmd::drain(args, cli.json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
