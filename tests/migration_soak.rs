@@ -606,7 +606,16 @@ async fn two_hundred_clients_under_traffic_survive_forced_migrations_and_a_drain
         if per_node[0] != per_node[1] {
             violations.add(
                 "a and b disagree on a zone",
-                format!("zone {k}: a {:?}\n      b {:?}", per_node[0], per_node[1]),
+                format!(
+                    "zone {k}: nodes a {:?} b {:?} c {:?}; holders of the zone as a sees them {:?}, as b sees them {:?}\n      a {:?}\n      b {:?}",
+                    a.node.id(),
+                    b.node.id(),
+                    c.node.id(),
+                    a.node.holders_of(&zone(k)),
+                    b.node.holders_of(&zone(k)),
+                    per_node[0],
+                    per_node[1]
+                ),
             );
         }
         truth.push(per_node.swap_remove(0));

@@ -44,6 +44,26 @@ pub(crate) struct Switch {
     new: Link,
 }
 
+/// A `Migrate` instruction to follow.
+#[derive(Debug, Clone)]
+pub(crate) struct MigrateOrder {
+    node: NodeId,
+    addrs: Vec<SocketAddr>,
+    ticket: Bytes,
+    fingerprint: [u8; 32],
+}
+
+/// Starts following `order` (the caller holds the state lock).
+fn start_migration(ctx: &Arc<Ctx>, st: &mut State, order: MigrateOrder) {
+    st.migrating = Some(order.node);
+    tokio::spawn(follow_migration(
+        ctx.clone(),
+        order.addrs,
+        order.ticket,
+        order.fingerprint,
+    ));
+}
+
 /// The client moved from one node to another (informational; nothing to do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migrated {
@@ -126,7 +146,7 @@ pub(crate) async fn open(
 
 /// Finishes a switch: the new link becomes the client's link, held requests go out, and
 /// the old connection is returned to be closed (outside the lock).
-fn complete_switch(ctx: &Ctx, st: &mut State) -> Option<quinn::Connection> {
+fn complete_switch(ctx: &Arc<Ctx>, st: &mut State) -> Option<quinn::Connection> {
     let sw = st.switch.take()?;
     for frame in sw.held.into_iter().chain(std::mem::take(&mut st.parked)) {
         sw.new.outbox.push_response(frame);
@@ -135,6 +155,9 @@ fn complete_switch(ctx: &Ctx, st: &mut State) -> Option<quinn::Connection> {
     st.last_welcome = st.link.as_ref().map(|l| l.welcome.clone());
     st.retired.insert(old.conn.stable_id());
     announce(ctx, st, old.welcome.node_id);
+    if let Some(order) = st.next_migrate.take() {
+        start_migration(ctx, st, order);
+    }
     Some(old.conn)
 }
 
@@ -209,9 +232,17 @@ pub(crate) async fn read_loop(
                 ..
             })) => {
                 let mut st = lock(&ctx.state);
+                let order = MigrateOrder {
+                    node,
+                    addrs,
+                    ticket,
+                    fingerprint,
+                };
                 if st.migrating.is_none() && st.switch.is_none() {
-                    st.migrating = Some(node);
-                    tokio::spawn(follow_migration(ctx.clone(), addrs, ticket, fingerprint));
+                    start_migration(&ctx, &mut st, order);
+                } else {
+                    // Still settling the previous move: follow this one right after.
+                    st.next_migrate = Some(order);
                 }
             }
             Ok(Some(other)) => {
@@ -241,7 +272,7 @@ pub(crate) async fn read_loop(
 
 /// One link's stream ended: a retired old link (normal end of a migration), the current
 /// link dying (perhaps mid-migration), or a new link that failed before taking over.
-fn link_ended(ctx: &Ctx, me: usize, error: ClientError) {
+fn link_ended(ctx: &Arc<Ctx>, me: usize, error: ClientError) {
     let mut st = lock(&ctx.state);
     if st.retired.remove(&me) {
         // The old link's last word is in: now the new node's notifications, in order.
@@ -376,6 +407,9 @@ async fn follow_migration(
         st.link = Some(link);
         if let Some(from) = st.dead_from.take() {
             announce(&ctx, &mut st, from);
+        }
+        if let Some(order) = st.next_migrate.take() {
+            start_migration(&ctx, &mut st, order);
         }
         return;
     }

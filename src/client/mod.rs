@@ -145,6 +145,9 @@ pub(crate) struct State {
     parked: Vec<Bytes>,
     /// The node that died mid-migration, for the `Migrated` announcement.
     dead_from: Option<NodeId>,
+    /// A `Migrate` instruction that came while another move was still settling: followed
+    /// as soon as that one completes (the new node may move us on at once, e.g. draining).
+    next_migrate: Option<link::MigrateOrder>,
 }
 
 pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {

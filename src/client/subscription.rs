@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Weak;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -11,6 +12,9 @@ use super::{lock, Inner};
 use crate::proto::{
     encode_to_bytes, ClientFrame, ClientId, DeleteReason, Key, KeySpec, Notification, Request, Row,
 };
+
+/// How long a subscription remembers a deleted row's version (longer than any migration).
+const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
 
 /// A change seen by a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +49,12 @@ pub(crate) struct SubEntry {
     /// Where events go.
     tx: mpsc::UnboundedSender<Event>,
     /// Highest version delivered (or in the snapshot) per row, to drop anything not newer.
-    seen: HashMap<(Key, ClientId), u64>,
+    /// A deletion's version stays as a tombstone (with when it came), so a copy of an older
+    /// change arriving later — during a migration both nodes deliver for a moment — is
+    /// still recognised; tombstones are forgotten after [`TOMBSTONE_TTL`].
+    seen: HashMap<(Key, ClientId), (u64, Option<Instant>)>,
+    /// Events since tombstones were last pruned.
+    since_prune: u32,
     /// Until the snapshot is in, notifications wait here.
     buffered: Option<Vec<Notification>>,
 }
@@ -62,6 +71,7 @@ impl SubEntry {
                 owners: owners.map(|o| o.into_iter().collect()),
                 tx,
                 seen: HashMap::new(),
+                since_prune: 0,
                 buffered: Some(Vec::new()),
             },
             rx,
@@ -87,22 +97,28 @@ impl SubEntry {
     fn forward(&mut self, n: &Notification) {
         let row = n.row();
         let id = (row.key.clone(), row.owner);
-        if self.seen.get(&id).is_some_and(|v| *v >= row.version) {
+        if self.seen.get(&id).is_some_and(|(v, _)| *v >= row.version) {
             return;
         }
         let event = match n {
             Notification::Updated(row) => {
-                self.seen.insert(id, row.version);
+                self.seen.insert(id, (row.version, None));
                 Event::Updated(row.clone())
             }
             Notification::Deleted { row, reason } => {
-                self.seen.remove(&id);
+                self.seen.insert(id, (row.version, Some(Instant::now())));
                 Event::Deleted {
                     row: row.clone(),
                     reason: *reason,
                 }
             }
         };
+        self.since_prune += 1;
+        if self.since_prune >= 1024 {
+            self.since_prune = 0;
+            self.seen
+                .retain(|_, (_, dead)| dead.is_none_or(|t| t.elapsed() < TOMBSTONE_TTL));
+        }
         let _ = self.tx.send(event);
     }
 
@@ -110,8 +126,10 @@ impl SubEntry {
     pub(crate) fn activate(&mut self, snapshot: &[Row]) {
         for row in snapshot {
             let id = (row.key.clone(), row.owner);
-            let v = self.seen.entry(id).or_insert(0);
-            *v = (*v).max(row.version);
+            let v = self.seen.entry(id).or_insert((0, None));
+            if row.version > v.0 {
+                *v = (row.version, None);
+            }
         }
         for n in self.buffered.take().unwrap_or_default() {
             self.forward(&n);

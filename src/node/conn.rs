@@ -113,20 +113,29 @@ pub(super) async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
 
     let ending = request_loop(&shared, client, &outbox, &mut reader).await;
 
-    // Remove the client and tell subscribers, in one step under the lock.
+    // Remove the client and tell subscribers, in one step under the lock — unless the
+    // session is no longer this connection's (it moved away, or came back on a new one).
     {
         let mut hub = shared.hub();
-        hub.links.remove(&client);
-        hub.positions.remove(&client);
-        // After a handover the session lives elsewhere: nothing to delete here.
-        hub.moved.remove(&client);
-        let fans = hub
-            .store
-            .remove_client(client, DeleteReason::Disconnected, now_ms());
-        for fan in fans {
-            hub.deliver(fan, shared.config.max_frame, true);
+        let ours = hub.links.get(&client).is_some_and(|l| {
+            l.conn
+                .as_ref()
+                .is_some_and(|c| c.stable_id() == conn.stable_id())
+        });
+        if ours {
+            hub.links.remove(&client);
+            hub.positions.remove(&client);
+            // After a handover the session lives elsewhere: nothing to delete here.
+            if hub.moved.remove(&client).is_none() {
+                let fans = hub
+                    .store
+                    .remove_client(client, DeleteReason::Disconnected, now_ms());
+                for fan in fans {
+                    hub.deliver(fan, shared.config.max_frame, true);
+                }
+            }
+            hub.flush_holds(shared.config.max_frame);
         }
-        hub.flush_holds(shared.config.max_frame);
     }
     drop(outbox);
     match ending {

@@ -275,12 +275,24 @@ pub(super) async fn on_prepare(
 ) {
     let max = shared.config.max_frame;
     let client = state.client;
+    // A client moving back here while its old link here is still finishing: let that link
+    // close first (one link per client id here), within a bound.
+    for _ in 0..100 {
+        let lingering = {
+            let hub = shared.hub();
+            hub.links.contains_key(&client) || hub.moved.contains_key(&client)
+        };
+        if !lingering {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let waits = {
         let mut hub = shared.hub();
         let Some(out) = hub.peers.get(&from).map(|p| p.outbox.clone()) else {
             return;
         };
-        if hub.store.has_client(client) {
+        if hub.store.has_client(client) || hub.links.contains_key(&client) {
             let result = Err(WireError::Protocol {
                 reason: format!("client {client} is already on this node"),
             });

@@ -348,4 +348,7 @@ pub struct SessionState {
     pub subs: Vec<(KeySpec, Option<Vec<ClientId>>)>,
     /// Its session blob.
     pub session: Bytes,
+    /// The source's version clock: the target continues above it, so a row the client
+    /// deleted there and creates again here still gets a higher version.
+    pub clock: u64,
 }

@@ -527,6 +527,7 @@ impl Store {
             rows,
             subs,
             session: client.session.clone(),
+            clock: self.clock,
         })
     }
 
@@ -575,6 +576,7 @@ impl Store {
     /// those it has; rows take versions above the ones they had.
     pub fn import_rows(&mut self, state: &SessionState, now_ms: u64) -> Vec<Fanout> {
         let id = state.client;
+        self.clock = self.clock.max(state.clock);
         if let Some(c) = self.clients.get_mut(&id) {
             c.session = state.session.clone();
             // Exempt from limits while its rows are put back.

@@ -413,3 +413,26 @@ fn a_session_moves_with_rows_subscriptions_and_continuing_versions() {
         "the moved subscription is live at the target"
     );
 }
+
+#[test]
+fn a_row_recreated_after_a_move_continues_above_the_source_clock() {
+    let mut src = store();
+    let a = client(&mut src, 1);
+    for _ in 0..50 {
+        src.post(a, Key::new("k", 1), Bytes::new(), 0)
+            .expect("post");
+    }
+    let del = src.release(a, &[Key::new("k", 1)], 0).expect("release");
+    let deleted_at = del[0].notification.row().version;
+    let state = src.export_client(a).expect("exported");
+    assert!(state.rows.is_empty());
+    let mut dst = Store::new(NodeId(8), StoreLimits::default(), Filters::default());
+    dst.import_client(&state, 0);
+    let (v, _) = dst
+        .post(a, Key::new("k", 1), Bytes::new(), 0)
+        .expect("re-create");
+    assert!(
+        v > deleted_at,
+        "{v} must be above the deletion's {deleted_at}"
+    );
+}
