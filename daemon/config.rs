@@ -163,6 +163,15 @@ pub struct FileConfig {
     secret_file: Option<PathBuf>,
     #[serde(default)]
     advertise: Vec<SocketAddr>,
+    placement: Option<cloudmesh::placement::Weights>,
+    zones: Option<cloudmesh::placement::ZoneConfig>,
+    #[serde(default, deserialize_with = "duration")]
+    migration_timeout: Option<Duration>,
+    drain_batch: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    rebalance_interval: Option<Duration>,
+    rebalance_threshold: Option<f64>,
+    rebalance_max_moves: Option<u32>,
 }
 
 /// Checks the shape of a `--join` target; resolving it is the library's job. Spaces around
@@ -390,6 +399,27 @@ fn merge(cli: Cli, file: FileConfig, env: Env) -> anyhow::Result<Settings> {
     }
     if let Some(v) = cli.keep_alive.map(Into::into).or(file.keep_alive) {
         node.timing.keep_alive = v;
+    }
+    if let Some(v) = file.placement {
+        node.placement = v;
+    }
+    if file.zones.is_some() {
+        node.zones = file.zones;
+    }
+    if let Some(v) = file.migration_timeout {
+        node.migration_timeout = v;
+    }
+    if let Some(v) = file.drain_batch {
+        node.drain_batch = v;
+    }
+    if let Some(v) = file.rebalance_interval {
+        node.rebalance_interval = v;
+    }
+    if let Some(v) = file.rebalance_threshold {
+        node.rebalance_threshold = v;
+    }
+    if let Some(v) = file.rebalance_max_moves {
+        node.rebalance_max_moves = v;
     }
     if let Some(limits) = file.limits {
         node.limits = limits;
@@ -639,6 +669,16 @@ mod tests {
         assert_eq!(s.node.handshake_timeout, d.handshake_timeout);
         assert_eq!(s.node.timing, d.timing);
         assert_eq!(s.node.limits, d.limits);
+        assert_eq!(s.node.placement, d.placement);
+        assert_eq!(
+            s.node.zones,
+            Some(cloudmesh::placement::ZoneConfig::default())
+        );
+        assert_eq!(s.node.migration_timeout, d.migration_timeout);
+        assert_eq!(s.node.drain_batch, d.drain_batch);
+        assert_eq!(s.node.rebalance_interval, d.rebalance_interval);
+        assert_eq!(s.node.rebalance_threshold, d.rebalance_threshold);
+        assert_eq!(s.node.rebalance_max_moves, d.rebalance_max_moves);
         assert_eq!(s.log.format, LogFormat::Human);
         assert_eq!(s.log.filter, "info");
     }
