@@ -69,6 +69,11 @@ async fn new_clients_go_to_the_idle_node() {
         "{placement:?}"
     );
     assert!(explain.contains('a') && explain.contains('b'), "{explain}");
+    // The same decision through the library API, with every candidate's score.
+    let decision = a.node.place_explain(&[], None);
+    assert_eq!(decision.choice, Some(b.node.id()));
+    assert_eq!(decision.scores.len(), 2);
+    assert!(decision.scores[0].total < decision.scores[1].total);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

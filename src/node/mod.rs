@@ -572,6 +572,17 @@ impl Node {
         drain::set_state(&self.shared, NodeState::Active);
     }
 
+    /// Where this node would place a client with these RTTs and position, with every
+    /// candidate's score (`Decision::explain` renders the table; §5 `place --explain`).
+    pub fn place_explain(
+        &self,
+        rtts: &[crate::proto::NodeRtt],
+        position: Option<crate::proto::Position>,
+    ) -> crate::placement::Decision {
+        let hub = self.shared.hub();
+        place::decide(&hub, &self.shared, rtts, position)
+    }
+
     /// Runs one rebalance round now, as the host would (§6.3 `cloudctl rebalance`): returns
     /// the move it asked for, `None` when the mesh is within the threshold.
     pub fn rebalance(&self) -> Option<(NodeId, NodeId, u32)> {
