@@ -46,15 +46,7 @@ pub(super) fn set_state(shared: &Shared, state: NodeState) {
 }
 
 fn local_clients(shared: &Shared) -> Vec<ClientId> {
-    let hub = shared.hub();
-    let mut v: Vec<ClientId> = hub
-        .links
-        .iter()
-        .filter(|(id, l)| l.peer.is_none() && l.conn.is_some() && !hub.moved.contains_key(id))
-        .map(|(id, _)| *id)
-        .collect();
-    v.sort();
-    v
+    shared.hub().local_clients()
 }
 
 /// Targets for `n` clients: placement's scores (this node, Draining, is never eligible),
@@ -104,19 +96,7 @@ pub(super) async fn drain(shared: &Arc<Shared>) -> Result<usize, DrainError> {
                     remaining: local_clients(shared).len(),
                 });
             }
-            let mut moves = Vec::new();
-            for (client, target) in batch.iter().zip(targets) {
-                let s = shared.clone();
-                let client = *client;
-                moves.push(tokio::spawn(async move {
-                    migrate::migrate(&s, client, target).await
-                }));
-            }
-            for m in moves {
-                if matches!(m.await, Ok(Ok(()))) {
-                    moved += 1;
-                }
-            }
+            moved += migrate::move_all(shared, batch.iter().copied().zip(targets)).await;
             let remaining = local_clients(shared).len();
             let _ = shared
                 .hub()

@@ -184,6 +184,27 @@ pub(super) async fn migrate(
     }
 }
 
+/// Runs these moves concurrently; returns how many completed.
+pub(super) async fn move_all(
+    shared: &Arc<Shared>,
+    moves: impl IntoIterator<Item = (ClientId, NodeId)>,
+) -> usize {
+    let tasks: Vec<_> = moves
+        .into_iter()
+        .map(|(client, target)| {
+            let s = shared.clone();
+            tokio::spawn(async move { migrate(&s, client, target).await })
+        })
+        .collect();
+    let mut done = 0;
+    for t in tasks {
+        if matches!(t.await, Ok(Ok(()))) {
+            done += 1;
+        }
+    }
+    done
+}
+
 /// Source side: the target says the client is ready (or not).
 pub(super) fn on_prepared(shared: &Shared, ticket: Bytes, result: Result<(), WireError>) {
     if let Some(tx) = shared

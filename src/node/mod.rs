@@ -234,6 +234,28 @@ impl Hub {
         }
     }
 
+    /// Clients connected here and served here: not peers' stand-ins, not a migrating
+    /// client that has not arrived, not one handed over whose old link lingers.
+    fn local_clients(&self) -> Vec<ClientId> {
+        let mut v: Vec<ClientId> = self
+            .links
+            .iter()
+            .filter(|(id, l)| l.peer.is_none() && l.conn.is_some() && !self.moved.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Local clients (not peers) subscribed to changes of `owner`'s row under `key`.
+    fn local_subscribers(&self, key: &Key, owner: ClientId) -> Vec<ClientId> {
+        self.store
+            .subscribers(key, owner)
+            .into_iter()
+            .filter(|c| self.links.get(c).is_some_and(|l| l.peer.is_none()))
+            .collect()
+    }
+
     /// Sends a frame to every peer.
     fn broadcast(&self, frame: &PeerFrame, max_frame: usize) {
         if self.peers.is_empty() {
@@ -549,15 +571,7 @@ impl Node {
 
     /// Clients connected to this node (not counting peers), by id.
     pub fn clients(&self) -> Vec<ClientId> {
-        let hub = self.shared.hub();
-        let mut v: Vec<ClientId> = hub
-            .links
-            .iter()
-            .filter(|(id, l)| l.peer.is_none() && l.conn.is_some() && !hub.moved.contains_key(id))
-            .map(|(id, _)| *id)
-            .collect();
-        v.sort();
-        v
+        self.shared.hub().local_clients()
     }
 
     /// Drains this node (§6.2): it turns Draining mesh-wide (no new placements; host duties

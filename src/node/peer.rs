@@ -665,6 +665,7 @@ async fn subscribe_existing(
 fn apply_remote(hub: &mut Hub, node: NodeId, n: Notification, max_frame: usize) {
     let row = n.row();
     let id = (row.key.clone(), row.owner);
+    let recipients = hub.local_subscribers(&row.key, row.owner);
     let mirror = hub.mirror.entry(node).or_default();
     if mirror
         .get(&id)
@@ -672,12 +673,6 @@ fn apply_remote(hub: &mut Hub, node: NodeId, n: Notification, max_frame: usize) 
     {
         return;
     }
-    let recipients: Vec<ClientId> = hub
-        .store
-        .subscribers(&row.key, row.owner)
-        .into_iter()
-        .filter(|c| hub.links.get(c).is_some_and(|l| l.peer.is_none()))
-        .collect();
     match &n {
         Notification::Updated(row) => {
             if recipients.is_empty() && !mirror.contains_key(&id) {
@@ -880,12 +875,7 @@ fn link_lost(shared: &Arc<Shared>, node: NodeId, conn: &quinn::Connection, reaso
         for mut row in rows {
             row.version += 1;
             row.updated_at_ms = now;
-            let recipients: Vec<ClientId> = hub
-                .store
-                .subscribers(&row.key, row.owner)
-                .into_iter()
-                .filter(|c| hub.links.get(c).is_some_and(|l| l.peer.is_none()))
-                .collect();
+            let recipients = hub.local_subscribers(&row.key, row.owner);
             let fan = Fanout {
                 notification: Notification::Deleted {
                     row,

@@ -87,33 +87,11 @@ pub(super) async fn host_loop(shared: Arc<Shared>) {
 
 /// Moves up to `count` of this node's clients to `to`, a batch at a time.
 pub(super) async fn move_clients(shared: Arc<Shared>, to: NodeId, count: u32) {
-    let clients: Vec<_> = {
-        let hub = shared.hub();
-        let mut v: Vec<_> = hub
-            .links
-            .iter()
-            .filter(|(id, l)| l.peer.is_none() && l.conn.is_some() && !hub.moved.contains_key(id))
-            .map(|(id, _)| *id)
-            .collect();
-        v.sort();
-        v.truncate(count as usize);
-        v
-    };
+    let mut clients = shared.hub().local_clients();
+    clients.truncate(count as usize);
     let mut moved = 0;
     for batch in clients.chunks(shared.config.drain_batch.max(1)) {
-        let mut moves = Vec::new();
-        for client in batch {
-            let s = shared.clone();
-            let client = *client;
-            moves.push(tokio::spawn(async move {
-                migrate::migrate(&s, client, to).await
-            }));
-        }
-        for m in moves {
-            if matches!(m.await, Ok(Ok(()))) {
-                moved += 1;
-            }
-        }
+        moved += migrate::move_all(&shared, batch.iter().map(|c| (*c, to))).await;
     }
     tracing::info!(%to, moved, asked = count, "rebalance moves done");
 }
