@@ -21,6 +21,14 @@ fn spec(s: &str) -> KeySpec {
 }
 
 fn mesh_config(c: &mut NodeConfig, name: &str) {
+    // Library logs go to the captured test output, shown only when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CLOUDMESH_TEST_LOG")
+                .unwrap_or_else(|_| "cloudmesh=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
     c.name = name.into();
     c.secret = Some(MeshSecret::new(vec![5; 32]).expect("secret"));
     c.migration_timeout = Duration::from_secs(2);
@@ -160,7 +168,21 @@ async fn writes_during_a_migration_are_neither_lost_nor_doubled() {
     }
     // Every key holds its last written value, on b.
     let rows = w.get(vec![spec("load")]).await.expect("get");
-    assert_eq!(rows.len(), 20);
+    assert_eq!(
+        rows.len(),
+        20,
+        "rows a {} b {} c {}; holders at c {:?}, at b {:?}, at a {:?} (a {:?} b {:?} c {:?}); x on {:?}",
+        a.node.stats().rows,
+        b.node.stats().rows,
+        c.node.stats().rows,
+        c.node.holders_of("load"),
+        b.node.holders_of("load"),
+        a.node.holders_of("load"),
+        a.node.id(),
+        b.node.id(),
+        c.node.id(),
+        x.node_id()
+    );
     for row in &rows {
         let last = acked
             .iter()

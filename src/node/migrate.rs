@@ -242,7 +242,21 @@ pub(super) fn on_handover(shared: &Shared, from: NodeId, ticket: Bytes) {
         }
     };
     let state = hub.store.export_client(entry.client);
-    if state.is_some() {
+    if let Some(st) = &state {
+        // First tell everyone the target holds these primaries now, then (below) that this
+        // node may not: on each ordered link the first precedes the second.
+        let mut primaries: Vec<&str> = st.rows.iter().map(|r| r.key.primary.as_str()).collect();
+        primaries.sort_unstable();
+        primaries.dedup();
+        for primary in primaries {
+            hub.broadcast(
+                &PeerFrame::HeldBy {
+                    primary: primary.to_owned(),
+                    node: from,
+                },
+                max,
+            );
+        }
         hub.store.remove_client_silently(entry.client);
         hub.moved.insert(entry.client, from);
         hub.flush_holds(max);

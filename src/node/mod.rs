@@ -275,6 +275,7 @@ impl Hub {
     /// no local client has any more (changes flow only where they are wanted, §3.5).
     fn flush_holds(&mut self, max_frame: usize) {
         for (primary, held) in self.store.take_hold_changes() {
+            tracing::debug!(%primary, held, peers = self.peers.len(), "holds changed; telling peers");
             self.broadcast(&PeerFrame::Holds { primary, held }, max_frame);
         }
         let dropped = self.store.take_interest_dropped();

@@ -762,7 +762,17 @@ async fn link_loop(
                 }
             }
             PeerFrame::Change(n) => apply_remote(&mut shared.hub(), node, n, max),
+            PeerFrame::HeldBy {
+                primary,
+                node: holder,
+            } => {
+                let mut hub = shared.hub();
+                if holder != shared.id && hub.peers.contains_key(&holder) {
+                    hub.holders.entry(primary).or_default().insert(holder);
+                }
+            }
             PeerFrame::Holds { primary, held } => {
+                tracing::debug!(%primary, held, from = %node, "peer holds changed");
                 let mut hub = shared.hub();
                 if held {
                     hub.holders.entry(primary).or_default().insert(node);

@@ -101,6 +101,15 @@ pub enum PeerFrame {
         /// Whether it holds any row there now.
         held: bool,
     },
+    /// `node` now holds rows under `primary` (sent by a migration's source before it says it
+    /// no longer holds them itself, so a third node's index never passes through a moment
+    /// where neither node is listed).
+    HeldBy {
+        /// The primary key.
+        primary: String,
+        /// The node that holds rows there now.
+        node: NodeId,
+    },
     /// Read the receiver's local rows (and with `subscribe`, register the sender's interest
     /// atomically with the snapshot).
     Get {
