@@ -21,14 +21,7 @@ fn spec(s: &str) -> KeySpec {
 }
 
 async fn mesh_node(name: &str, s: Option<MeshSecret>, join: Vec<String>) -> TestNode {
-    // Node logs go to the test's captured output: shown only when a test fails.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CLOUDMESH_TEST_LOG")
-                .unwrap_or_else(|_| "cloudmesh=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    init_test_log();
     let name = name.to_owned();
     node_with(move |c| {
         c.name = name;

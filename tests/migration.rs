@@ -21,14 +21,7 @@ fn spec(s: &str) -> KeySpec {
 }
 
 fn mesh_config(c: &mut NodeConfig, name: &str) {
-    // Library logs go to the captured test output, shown only when a test fails.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CLOUDMESH_TEST_LOG")
-                .unwrap_or_else(|_| "cloudmesh=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    init_test_log();
     c.name = name.into();
     c.secret = Some(MeshSecret::new(vec![5; 32]).expect("secret"));
     c.migration_timeout = Duration::from_secs(2);

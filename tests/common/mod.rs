@@ -40,6 +40,18 @@ impl TestNode {
     }
 }
 
+/// Sends library logs to the test's captured output (shown only when a test fails); the
+/// filter comes from `CLOUDMESH_TEST_LOG`, default `cloudmesh=info`.
+pub fn init_test_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CLOUDMESH_TEST_LOG")
+                .unwrap_or_else(|_| "cloudmesh=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
 /// Config for a node on 127.0.0.1:0 in `dir`.
 pub fn config(dir: &std::path::Path) -> NodeConfig {
     let mut c = NodeConfig::new(dir);
