@@ -1,7 +1,7 @@
 //! Real `cloudd` and `cloudctl` processes for tests: stdout and stderr arrive as lines on
 //! channels, every wait has a deadline, and every child is killed when its guard drops, so
-//! a failing test neither hangs nor leaks processes. (Adapted from tests/binaries.rs, which
-//! keeps its own copy.)
+//! a failing test neither hangs nor leaks processes. Shared by tests/binaries.rs and
+//! tests/mesh_process.rs.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
