@@ -31,16 +31,32 @@ pub async fn throughput(args: ThroughputArgs, json: bool) -> anyhow::Result<()> 
         .map_err(|e| explain_connect(e, &trust))
         .context("benchmark clients could not connect")?;
     if json {
-        let mut value = serde_json::to_value(&report)?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("scenario".into(), json!("throughput"));
-            obj.insert("clients".into(), json!(scenario.clients));
-            obj.insert("pipeline".into(), json!(scenario.pipeline));
-        }
-        output::json_line(&value)?;
+        print_json(
+            &report,
+            &[
+                ("scenario", json!("throughput")),
+                ("clients", json!(scenario.clients)),
+                ("pipeline", json!(scenario.pipeline)),
+            ],
+        )?;
     } else {
         print_table(&report)?;
     }
+    Ok(())
+}
+
+/// One JSON line: the report's fields plus the scenario's own (`scenario`, knobs).
+fn print_json(
+    report: &impl serde::Serialize,
+    extra: &[(&str, serde_json::Value)],
+) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(report)?;
+    if let Some(obj) = value.as_object_mut() {
+        for (k, v) in extra {
+            obj.insert((*k).into(), v.clone());
+        }
+    }
+    output::json_line(&value)?;
     Ok(())
 }
 
@@ -89,12 +105,13 @@ pub async fn fanout(args: FanoutArgs, json: bool) -> anyhow::Result<()> {
         .map_err(|e| explain_connect(e, &trust))
         .context("benchmark clients could not connect")?;
     if json {
-        let mut value = serde_json::to_value(&report)?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("scenario".into(), json!("fanout"));
-            obj.insert("rate".into(), json!(scenario.rate));
-        }
-        output::json_line(&value)?;
+        print_json(
+            &report,
+            &[
+                ("scenario", json!("fanout")),
+                ("rate", json!(scenario.rate)),
+            ],
+        )?;
     } else {
         print_table(&report.latency)?;
         output::line(&format!(
@@ -117,12 +134,13 @@ pub async fn migration(args: MigrationArgs, json: bool) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     if json {
-        let mut value = serde_json::to_value(&r)?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("scenario".into(), json!("migration"));
-            obj.insert("clients".into(), json!(args.clients));
-        }
-        output::json_line(&value)?;
+        print_json(
+            &r,
+            &[
+                ("scenario", json!("migration")),
+                ("clients", json!(args.clients)),
+            ],
+        )?;
     } else {
         output::line(&format!(
             "migrations {} (failed {}), client errors {}",
@@ -148,11 +166,7 @@ pub async fn drain(args: DrainArgs, json: bool) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     if json {
-        let mut value = serde_json::to_value(&r)?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("scenario".into(), json!("drain"));
-        }
-        output::json_line(&value)?;
+        print_json(&r, &[("scenario", json!("drain"))])?;
     } else {
         output::line(&format!(
             "drained {} of {} clients in {:.3} s",
