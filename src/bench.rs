@@ -119,7 +119,7 @@ pub async fn throughput(
                     let key = Key::new(primary.clone(), i % keys);
                     i = i.wrapping_add(1);
                     let t = Instant::now();
-                    let ok = if i % 2 == 0 {
+                    let ok = if i.is_multiple_of(2) {
                         client.post(key, value.clone()).await.is_ok()
                     } else {
                         let q = GetQuery {

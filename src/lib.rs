@@ -3,6 +3,7 @@
 //! The library is the product; `cloudd` and `cloudctl` are thin shells around it. See
 //! ARCHITECTURE.md for the module map and the invariants each module keeps.
 
+pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod config;

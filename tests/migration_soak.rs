@@ -297,7 +297,7 @@ async fn run_client(
     let mut rng = StdRng::seed_from_u64(seed ^ (u64::from(i) << 32));
     let mut moves = client.migrations();
     let key = Key::new(zone(i), i);
-    let releaser = i % RELEASER_EVERY == 0;
+    let releaser = i.is_multiple_of(RELEASER_EVERY);
     let mut log = Log {
         acked: Vec::new(),
         releases: 0,

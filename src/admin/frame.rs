@@ -1,0 +1,145 @@
+//! Admin frames: a 4-byte big-endian length, then that many bytes of JSON. The length is
+//! checked against the reader's limit before anything is allocated (check, then parse).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The announced length is over the limit; the connection cannot be resynchronised.
+    #[error("frame of {size} bytes is over the {max} byte limit")]
+    TooLarge {
+        /// Announced size.
+        size: u64,
+        /// Limit.
+        max: u64,
+    },
+    /// The bytes are not the JSON expected.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The stream ended inside a frame.
+    #[error("connection closed inside a frame")]
+    Truncated,
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one frame's bytes; `Ok(None)` at a clean end of stream (between frames).
+pub async fn read_raw<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let size = u32::from_be_bytes(len) as usize;
+    if size > max {
+        return Err(FrameError::TooLarge {
+            size: size as u64,
+            max: max as u64,
+        });
+    }
+    let mut body = vec![0u8; size];
+    r.read_exact(&mut body).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FrameError::Truncated
+        } else {
+            FrameError::Io(e)
+        }
+    })?;
+    Ok(Some(body))
+}
+
+/// Reads and parses one frame; `Ok(None)` at a clean end of stream.
+pub async fn read<T: DeserializeOwned, R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<T>, FrameError> {
+    match read_raw(r, max).await? {
+        None => Ok(None),
+        Some(body) => serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| FrameError::Malformed(e.to_string())),
+    }
+}
+
+/// Encodes `value` as one frame, refusing one over `max`.
+pub fn encode<T: Serialize>(value: &T, max: usize) -> Result<Vec<u8>, FrameError> {
+    let body = serde_json::to_vec(value).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if body.len() > max {
+        return Err(FrameError::TooLarge {
+            size: body.len() as u64,
+            max: max as u64,
+        });
+    }
+    let mut out = Vec::with_capacity(4 + body.len());
+    // Fits: max is at most MAX_RESPONSE_BYTES, far below u32::MAX.
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Writes one frame.
+pub async fn write<T: Serialize, W: AsyncWrite + Unpin>(
+    w: &mut W,
+    value: &T,
+    max: usize,
+) -> Result<(), FrameError> {
+    let bytes = encode(value, max)?;
+    w.write_all(&bytes).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trip_and_clean_end() {
+        let bytes = encode(&vec![1u32, 2, 3], 100).expect("encode");
+        let mut r = &bytes[..];
+        let v: Option<Vec<u32>> = read(&mut r, 100).await.expect("read");
+        assert_eq!(v, Some(vec![1, 2, 3]));
+        let end: Option<Vec<u32>> = read(&mut r, 100).await.expect("end");
+        assert_eq!(end, None);
+    }
+
+    #[tokio::test]
+    async fn huge_length_is_refused_before_allocating() {
+        let bytes = [0xffu8, 0xff, 0xff, 0xff];
+        let mut r = &bytes[..];
+        let e = read_raw(&mut r, 1024).await.expect_err("too large");
+        assert!(
+            matches!(
+                e,
+                FrameError::TooLarge {
+                    size: 4294967295,
+                    max: 1024
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn truncated_and_malformed_are_errors() {
+        let mut r = &[0u8, 0, 0, 10, b'{'][..];
+        assert!(matches!(
+            read_raw(&mut r, 100).await,
+            Err(FrameError::Truncated)
+        ));
+        let bytes = [0u8, 0, 0, 3, b'{', b'x', b'}'];
+        let mut r = &bytes[..];
+        let e = read::<serde_json::Value, _>(&mut r, 100)
+            .await
+            .expect_err("bad json");
+        assert!(matches!(e, FrameError::Malformed(_)));
+    }
+}

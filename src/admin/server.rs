@@ -1,0 +1,303 @@
+//! The serving side of the admin socket (§7): a Unix socket only the daemon's user can use
+//! (mode 0600, in a 0700 directory when cloudd creates it), guarded by a lock file so a
+//! stale socket left by a killed daemon is replaced, while a second daemon on the same path
+//! is refused.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+
+use super::frame::{self, FrameError};
+use super::protocol::{
+    AdminError, AdminRequest, Command, Response, ADMIN_PROTOCOL_VERSION, MAX_REQUEST_BYTES,
+    MAX_RESPONSE_BYTES,
+};
+use crate::node::AdminHandle;
+
+/// Admin connections served at once; more wait for a slot (a local flood cannot exhaust
+/// the daemon's tasks or file descriptors).
+const MAX_CONNECTIONS: usize = 64;
+
+/// Why the admin socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminSocketError {
+    /// Another running daemon holds the lock for this path.
+    #[error("another cloudd already serves the admin socket {} (its lock {} is held); stop it, or give this one another path with --admin-socket", path.display(), lock.display())]
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// Something that is not a socket is in the way.
+    #[error("{} exists and is not a socket; remove it or choose another path with --admin-socket", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Creating the directory, lock or socket failed.
+    #[error("cannot create the admin socket {}: {source} (choose another path with --admin-socket)", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A bound admin socket. Dropping it removes the socket file.
+#[derive(Debug)]
+pub struct AdminSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    /// Held (locked) for as long as this daemon serves the path.
+    _lock: File,
+}
+
+/// The lock file guarding `socket`.
+pub fn lock_path(socket: &Path) -> PathBuf {
+    let mut s = socket.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+impl AdminSocket {
+    /// Takes the lock for `path`, replaces a stale socket there, and listens (mode 0600).
+    pub fn bind(path: &Path) -> Result<AdminSocket, AdminSocketError> {
+        let io = |source| AdminSocketError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io)?;
+            }
+        }
+        let lock = lock_path(path);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AdminSocketError::InUse {
+                    path: path.to_owned(),
+                    lock,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // With the lock held, whatever socket is there belongs to a daemon that is gone.
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                tracing::info!(path = %path.display(), "replacing a stale admin socket");
+                std::fs::remove_file(path).map_err(io)?;
+            }
+            Ok(_) => {
+                return Err(AdminSocketError::NotASocket {
+                    path: path.to_owned(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        Ok(AdminSocket {
+            listener,
+            path: path.to_owned(),
+            _lock: file,
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves admin connections until `shutdown` turns true.
+    pub async fn serve(self, node: AdminHandle, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        tracing::info!(path = %self.path.display(), "admin socket serving");
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.changed() => break,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let stream = tokio::select! {
+                _ = shutdown.changed() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin socket accept failed");
+                        continue;
+                    }
+                },
+            };
+            let node = node.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                serve_connection(stream, node, shutdown).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+impl Drop for AdminSocket {
+    fn drop(&mut self) {
+        // Still holding the lock: the file is ours to remove.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Answers one connection's requests, one at a time, until it closes.
+async fn serve_connection(
+    mut stream: UnixStream,
+    node: AdminHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let request = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = frame::read_raw(&mut stream, MAX_REQUEST_BYTES) => r,
+        };
+        let command = match request {
+            Ok(None) => return,
+            Ok(Some(body)) => match parse(&body) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(error = %e, "admin request refused");
+                    if send(&mut stream, &Response::Error(e)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            },
+            Err(FrameError::TooLarge { size, max }) => {
+                tracing::info!(
+                    size,
+                    max,
+                    "admin request over the size limit; closing that connection"
+                );
+                // The rest of the oversize frame is never read: answer, then hang up.
+                let _ = send(
+                    &mut stream,
+                    &Response::Error(AdminError::TooLarge { size, max }),
+                )
+                .await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "admin connection ended");
+                return;
+            }
+        };
+        let mut answers = node.execute(command);
+        loop {
+            // While a stream runs, a hang-up (or stray bytes) from the client ends it.
+            let mut probe = [0u8; 1];
+            let next = tokio::select! {
+                _ = shutdown.changed() => return,
+                n = stream.read(&mut probe) => {
+                    match n {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            let _ = send(&mut stream, &Response::Error(AdminError::BadRequest {
+                                reason: "a request arrived before the previous one finished".into(),
+                            })).await;
+                            return;
+                        }
+                    }
+                }
+                r = answers.recv() => r,
+            };
+            let Some(response) = next else {
+                break;
+            };
+            let last = response.is_final();
+            if send(&mut stream, &response).await.is_err() {
+                return;
+            }
+            if last {
+                break;
+            }
+        }
+    }
+}
+
+/// The command in a request body, or why it is refused.
+fn parse(body: &[u8]) -> Result<Command, AdminError> {
+    // The version is read first on its own, so a newer client gets "unsupported version"
+    // rather than a parse error about a command this node does not know.
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: u16,
+    }
+    let v: Versioned = serde_json::from_slice(body).map_err(|e| AdminError::BadRequest {
+        reason: e.to_string(),
+    })?;
+    if v.version != ADMIN_PROTOCOL_VERSION {
+        return Err(AdminError::UnsupportedVersion {
+            requested: v.version,
+            supported: ADMIN_PROTOCOL_VERSION,
+        });
+    }
+    let r: AdminRequest = serde_json::from_slice(body).map_err(|e| AdminError::BadRequest {
+        reason: e.to_string(),
+    })?;
+    Ok(r.command)
+}
+
+async fn send(stream: &mut UnixStream, response: &Response) -> Result<(), FrameError> {
+    match frame::write(stream, response, MAX_RESPONSE_BYTES).await {
+        Err(FrameError::TooLarge { size, max }) => {
+            let e = AdminError::Failed {
+                reason: format!("the answer ({size} bytes) is over the {max} byte frame limit; narrow the query"),
+            };
+            frame::write(stream, &Response::Error(e), MAX_RESPONSE_BYTES).await
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_checked_before_commands() {
+        let e = parse(br#"{"version":9,"command":{"cmd":"teleport"}}"#).expect_err("refused");
+        assert_eq!(
+            e,
+            AdminError::UnsupportedVersion {
+                requested: 9,
+                supported: ADMIN_PROTOCOL_VERSION
+            }
+        );
+        let e = parse(br#"{"version":1,"command":{"cmd":"teleport"}}"#).expect_err("refused");
+        assert!(matches!(e, AdminError::BadRequest { .. }), "{e:?}");
+        let e = parse(b"\xff\x00").expect_err("refused");
+        assert!(matches!(e, AdminError::BadRequest { .. }), "{e:?}");
+        assert_eq!(
+            parse(br#"{"version":1,"command":{"cmd":"status"}}"#),
+            Ok(Command::Status)
+        );
+    }
+}
