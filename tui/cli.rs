@@ -1,5 +1,6 @@
 //! `cloudctl`'s command line. Each verb is a variant of [`Command`] with its own args
-//! struct; options shared by the mesh-client verbs live in [`ConnectArgs`].
+//! struct; options shared by the mesh-client verbs live in [`ConnectArgs`]; the operator
+//! verbs talk to a node's admin socket (global `--socket`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,13 +15,36 @@ use cloudmesh::proto::{ClientId, Key, KeySpec};
     version,
     about = "Operate and use a cloudmesh",
     long_about = "Operate and use a cloudmesh.\n\n\
-        Exit codes: 0 success, 1 operational error (node unreachable or refused, connection \
-        closed), 2 usage error."
+        Operator verbs (status, nodes, clients, keys, drain, undrain, migrate, rebalance, \
+        place) ask a cloudd over its local admin socket (--socket); any node answers for the \
+        whole mesh. post, get, watch and bench speak to a node over QUIC, like a game client.\n\n\
+        Exit codes:\n  \
+        0  success\n  \
+        1  the operation failed (node unreachable or refused, a drain or migration that \
+        failed, connection closed)\n  \
+        2  usage error, or a request the daemon rejected as malformed or of another \
+        protocol version\n  \
+        3  no daemon answers on the admin socket (or permission denied on it)\n  \
+        4  not found: no node or client of that name in the mesh\n  \
+        130  Ctrl-C while `drain --wait` waits (the drain goes on)"
 )]
 pub struct Cli {
-    /// Machine-readable output: one JSON object per line
+    /// Machine-readable output (see each command's help for the shape); errors still go to
+    /// stderr as text
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// The admin socket of the cloudd to ask (operator verbs only) [default:
+    /// $XDG_RUNTIME_DIR/cloudd/admin.sock, else /run/cloudd/admin.sock]
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDCTL_SOCKET",
+        value_name = "PATH",
+        default_value_os_t = cloudmesh::admin::default_socket_path(),
+        hide_default_value = true
+    )]
+    pub socket: PathBuf,
 
     #[command(subcommand)]
     pub command: Command,
@@ -67,6 +91,199 @@ pub enum Command {
     /// Measure throughput and latency against a node (DESIGN §9 budgets).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// This node and the mesh in brief.
+    #[command(long_about = "This node and the mesh in brief.\n\n\
+        Prints one `label  value` line per fact: the answering node's name (★ host when it \
+        is the mesh host), id, state, version, uptime, listen address, advertised addresses, \
+        certificate fingerprint (what clients --pin), members and live links, the host, \
+        clients/capacity, rows and their data size, subscriptions, CPU, memory and \
+        requests/s.\n\n\
+        With --json, one object: {\"type\":\"status\",\"node\":{<a node as in `nodes \
+        --json`>},\"version\":..,\"uptime_secs\":..,\"listen\":..,\"fingerprint\":..,\
+        \"host\":..,\"members\":..,\"linked\":..,\"subscriptions\":..,\"data_bytes\":..}.\n\n\
+        Exits 3 when no daemon answers on --socket.")]
+    Status,
+    /// Every member of the mesh with its state and load.
+    #[command(
+        long_about = "Every member of the mesh with its state and load, oldest first.\n\n\
+        Prints a table NAME, STATE, HOST, CLIENTS, ROWS, CPU%, MEMORY, MSGS/S, ADDRESSES. \
+        The node answering has `*` after its name; the host has ★ under HOST; a member the \
+        answering node has no live link to shows `(unlinked)` after its state (its figures \
+        are from its last load report). CLIENTS is connected/capacity.\n\n\
+        With --json, one object: {\"type\":\"nodes\",\"nodes\":[{\"name\":..,\"id\":..,\
+        \"addresses\":[..],\"state\":\"Active\",\"host\":bool,\"local\":bool,\
+        \"linked\":bool,\"clients\":..,\"capacity\":..,\"rows\":..,\"cpu_percent\":..,\
+        \"memory_bytes\":..,\"msgs_per_sec\":..}, ...]}."
+    )]
+    Nodes,
+    /// Connected clients, of one node or of the whole mesh.
+    #[command(
+        long_about = "Connected clients, of one node (--node) or of the whole mesh.\n\n\
+        Prints a table ID (what `migrate` takes), NODE, ADDRESS, RTT(ms), ZONE (the zone \
+        cell x,y of its last position, or -), ROWS, CONNECTED (time since it connected to \
+        that node). With no clients, prints `no clients` to stderr and exits 0. Nodes that \
+        did not answer in time are named on stderr (their clients are missing).\n\n\
+        With --json, one object: {\"type\":\"clients\",\"clients\":[{\"id\":..,\"node\":..,\
+        \"address\":..,\"rtt_ms\":..,\"zone\":[x,y]|null,\"position\":[x,y]|null,\
+        \"rows\":..,\"connected_at_ms\":..}, ...],\"incomplete\":[node names]}.\n\n\
+        Exits 4 when --node names no member (the error lists the known names)."
+    )]
+    Clients(ClientsArgs),
+    /// Primary keys with their row counts, or the rows under one key.
+    #[command(
+        long_about = "Primary keys with their row counts, or the rows under one key.\n\n\
+        Without KEY: a table PRIMARY, ROWS (mesh-wide), NODES (holding them). With PRIMARY \
+        or PRIMARY/SECONDARY: a table KEY, OWNER, NODE, VERSION, SIZE, DATA; data is text \
+        when printable UTF-8, else 0x-prefixed hex, cut to fit (use --json for all of it). \
+        KEY is split at its last `/` when what follows is a number, so `a/b/3` is primary \
+        `a/b`, secondary 3, and `a/b` is the primary `a/b`. At most 10000 rows are listed; \
+        beyond that stderr says the list is truncated. Nodes that did not answer in time are \
+        named on stderr.\n\n\
+        With --json, one object: without KEY {\"type\":\"primaries\",\"primaries\":\
+        [{\"primary\":..,\"rows\":..,\"nodes\":[..]}, ...],\"incomplete\":[..]}; with KEY \
+        {\"type\":\"rows\",\"rows\":[{\"primary\":..,\"secondary\":..,\"owner\":..,\
+        \"node\":..,\"version\":..,\"updated_at_ms\":..,\"data\":..,\
+        \"encoding\":\"utf8\"|\"hex\",\"size\":..}, ...],\"truncated\":bool,\
+        \"incomplete\":[..]}."
+    )]
+    Keys(KeysArgs),
+    /// Drain a node: it takes no new clients and moves its clients to other nodes.
+    #[command(
+        long_about = "Drain a node: it takes no new clients and moves its clients to \
+        the other nodes, make-before-break, then is Drained. Any node's socket can drain any \
+        node; `undrain` returns it to service.\n\n\
+        Without --wait: prints `draining NODE: N clients to move` once the drain began.\n\n\
+        With --wait: follows the drain to its end. On a terminal, stderr shows a progress \
+        bar redrawn in place (`draining node-3 [#########-----------] 412/1000 moved, 588 \
+        left`); otherwise one such line per report. Then prints `NODE drained: N clients \
+        moved`. Ctrl-C stops waiting, NOT the drain: the node keeps draining (see `cloudctl \
+        nodes`; `undrain` cancels it), and cloudctl exits 130.\n\n\
+        With --json: without --wait one object {\"type\":\"drain_started\",\"node\":..,\
+        \"clients\":..}; with --wait one object per line as the node reports, \
+        {\"type\":\"progress\",\"node\":..,\"moved\":..,\"remaining\":..} (the first with \
+        moved 0), then {\"type\":\"drained\",\"node\":..,\"moved\":..}.\n\n\
+        Exits 1 when the drain failed, 4 when no node has that name."
+    )]
+    Drain(DrainNodeArgs),
+    /// Return a draining or drained node to service.
+    #[command(
+        long_about = "Return a draining or drained node to service: it is Active \
+        again and placement and rebalancing consider it. Clients already moved stay where \
+        they are (rebalancing may bring some back).\n\n\
+        Prints `NODE is active again`; with --json {\"type\":\"undrained\",\"node\":..}.\n\n\
+        Exits 4 when no node has that name."
+    )]
+    Undrain(UndrainArgs),
+    /// Move one client to another node, make-before-break.
+    #[command(
+        long_about = "Move one client to another node, make-before-break: its rows and \
+        subscriptions move with it and its calls in flight complete.\n\n\
+        Prints `moved client ID from NODE to NODE`; with --json \
+        {\"type\":\"migrated\",\"client\":..,\"from\":..,\"to\":..}.\n\n\
+        Exits 4 when no node serves the client or --to names no node, 1 when the move \
+        failed (nothing changed then)."
+    )]
+    Migrate(MigrateArgs),
+    /// Run one rebalance round now.
+    #[command(
+        long_about = "Run one rebalance round now: the host compares the busiest and \
+        the idlest Active node and, when they differ by more than the rebalance threshold, \
+        asks the busiest to move some clients to the idlest.\n\n\
+        Prints `asked NODE to move N clients to NODE`, or `the mesh is within the rebalance \
+        threshold; nothing to move`. With --json {\"type\":\"rebalanced\",\"moved\":\
+        {\"from\":..,\"to\":..,\"count\":..}|null}."
+    )]
+    Rebalance,
+    /// Where a new client would be placed, and why.
+    #[command(
+        long_about = "Where a new client connecting to the answering node would be \
+        placed, with every candidate's weighted score terms (load, cpu, rtt, zone; lower is \
+        better) and why an ineligible node is passed over.\n\n\
+        Prints the node's explanation table, starting with `choice: NODE`. --explain is the \
+        only mode for now (and the default). --position X,Y places a client at that world \
+        position (the zone term); negative values are fine (--position -5,3).\n\n\
+        With --json, one object {\"type\":\"placement\",\"choice\":NAME|null,\
+        \"candidates\":[{\"name\":..,\"eligible\":bool,\"reason\":..|null,\"load\":..,\
+        \"cpu\":..,\"rtt\":..,\"zone\":..,\"total\":..|null}, ...],\"explain\":\"<the table>\"}."
+    )]
+    Place(PlaceArgs),
+    /// Print a shell completion script.
+    #[command(
+        long_about = "Print a completion script for SHELL to stdout. Needs no daemon.\n\n\
+        bash:  cloudctl completions bash > ~/.local/share/bash-completion/completions/cloudctl\n\
+        zsh:   cloudctl completions zsh > ~/.zfunc/_cloudctl  (with ~/.zfunc in $fpath)\n\
+        fish:  cloudctl completions fish > ~/.config/fish/completions/cloudctl.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+/// `cloudctl clients`.
+#[derive(Debug, Args)]
+pub struct ClientsArgs {
+    /// Only the clients of this node [default: every node]
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+}
+
+/// `cloudctl keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// PRIMARY for every row under it, PRIMARY/SECONDARY for one key [default: list the
+    /// primary keys]
+    #[arg(value_name = "PRIMARY[/SECONDARY]")]
+    pub key: Option<KeySpec>,
+}
+
+/// `cloudctl drain`.
+#[derive(Debug, Args)]
+pub struct DrainNodeArgs {
+    /// The node to drain, by name (as `cloudctl nodes` lists it)
+    #[arg(value_name = "NODE")]
+    pub node: String,
+
+    /// Follow the drain until the node is Drained, with progress on stderr
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `cloudctl undrain`.
+#[derive(Debug, Args)]
+pub struct UndrainArgs {
+    /// The node to return to service, by name
+    #[arg(value_name = "NODE")]
+    pub node: String,
+}
+
+/// `cloudctl migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The client's id, 16 hex digits (as `cloudctl clients` lists it)
+    #[arg(value_name = "CLIENT")]
+    pub client: ClientId,
+
+    /// The node to move it to, by name
+    #[arg(long, value_name = "NODE")]
+    pub to: String,
+}
+
+/// `cloudctl place`.
+#[derive(Debug, Args)]
+pub struct PlaceArgs {
+    /// Show every candidate's score (the only mode for now, so the default)
+    #[arg(long)]
+    pub explain: bool,
+
+    /// The client's world position, X,Y (e.g. 10,20)
+    #[arg(long, value_name = "X,Y", value_parser = parse_position, allow_hyphen_values = true)]
+    pub position: Option<(f32, f32)>,
+}
+
+/// `cloudctl completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// `cloudctl bench` scenarios.
@@ -316,6 +533,18 @@ fn parse_pin(text: &str) -> Result<[u8; 32], String> {
     cloudmesh::transport::parse_fingerprint(text).map_err(|e| e.to_string())
 }
 
+/// `X,Y` as two finite numbers.
+fn parse_position(text: &str) -> Result<(f32, f32), String> {
+    let bad = || format!("{text:?} is not X,Y (write e.g. 10,20 or -5.5,3)");
+    let (x, y) = text.split_once(',').ok_or_else(bad)?;
+    let x: f32 = x.trim().parse().map_err(|_| bad())?;
+    let y: f32 = y.trim().parse().map_err(|_| bad())?;
+    if !(x.is_finite() && y.is_finite()) {
+        return Err(bad());
+    }
+    Ok((x, y))
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30s, 5m, 500ms)"))
 }
@@ -353,5 +582,94 @@ mod tests {
                 KeySpec::exact(&Key::new("a", 1))
             ]
         );
+    }
+
+    /// `keys`' argument, as `cloudctl keys ARG` parses it.
+    fn keys_arg(arg: &str) -> Result<Option<KeySpec>, clap::Error> {
+        let cli = Cli::try_parse_from(["cloudctl", "keys", arg])?;
+        let Command::Keys(k) = cli.command else {
+            panic!("keys expected")
+        };
+        Ok(k.key)
+    }
+
+    #[test]
+    fn keys_split_at_the_last_slash_before_a_number() {
+        let spec = |p: &str, s: Option<u32>| {
+            Some(KeySpec {
+                primary: p.into(),
+                secondary: s,
+            })
+        };
+        let ok = |arg: &str| keys_arg(arg).expect("parses");
+        assert_eq!(ok("players"), spec("players", None));
+        assert_eq!(ok("players/3"), spec("players", Some(3)));
+        assert_eq!(ok("a/b/3"), spec("a/b", Some(3)));
+        assert_eq!(ok("a/b"), spec("a/b", None));
+        assert_eq!(ok("players/x3"), spec("players/x3", None));
+        assert_eq!(ok("players/4294967296"), spec("players/4294967296", None));
+        assert_eq!(ok("players/4294967295"), spec("players", Some(u32::MAX)));
+        assert!(keys_arg("").is_err());
+        assert!(keys_arg(&"p".repeat(300)).is_err());
+        let cli = Cli::try_parse_from(["cloudctl", "keys"]).expect("parses");
+        assert!(matches!(cli.command, Command::Keys(KeysArgs { key: None })));
+    }
+
+    #[test]
+    fn operator_verbs_parse() {
+        let cli = Cli::try_parse_from([
+            "cloudctl",
+            "place",
+            "--explain",
+            "--position",
+            "10,20",
+            "--socket",
+            "/tmp/x.sock",
+        ])
+        .expect("parses");
+        assert_eq!(cli.socket, PathBuf::from("/tmp/x.sock"));
+        let Command::Place(p) = cli.command else {
+            panic!("place expected")
+        };
+        assert!(p.explain);
+        assert_eq!(p.position, Some((10.0, 20.0)));
+        let cli = Cli::try_parse_from(["cloudctl", "place", "--position", "-5.5, 3"])
+            .expect("negative positions parse");
+        let Command::Place(p) = cli.command else {
+            panic!("place expected")
+        };
+        assert_eq!(p.position, Some((-5.5, 3.0)));
+        for bad in ["10", "a,b", "1,2,3", "inf,0", "NaN,1"] {
+            assert!(
+                Cli::try_parse_from(["cloudctl", "place", "--position", bad]).is_err(),
+                "{bad}"
+            );
+        }
+
+        let cli = Cli::try_parse_from(["cloudctl", "--json", "drain", "node-3", "--wait"])
+            .expect("parses");
+        assert!(cli.json);
+        let Command::Drain(d) = cli.command else {
+            panic!("drain expected")
+        };
+        assert_eq!((d.node.as_str(), d.wait), ("node-3", true));
+
+        let cli =
+            Cli::try_parse_from(["cloudctl", "migrate", "ABC", "--to", "node-2"]).expect("parses");
+        let Command::Migrate(m) = cli.command else {
+            panic!("migrate expected")
+        };
+        assert_eq!(m.client.to_string(), "0000000000000abc");
+        assert_eq!(m.to, "node-2");
+        assert!(Cli::try_parse_from(["cloudctl", "migrate", "xyz", "--to", "n"]).is_err());
+        assert!(Cli::try_parse_from(["cloudctl", "migrate", "abc"]).is_err());
+
+        let cli = Cli::try_parse_from(["cloudctl", "clients", "--node", "node-1"]).expect("parses");
+        assert!(
+            matches!(cli.command, Command::Clients(ClientsArgs { node: Some(n) }) if n == "node-1")
+        );
+        assert!(Cli::try_parse_from(["cloudctl", "completions", "bash"]).is_ok());
+        assert!(Cli::try_parse_from(["cloudctl", "completions", "tcsh"]).is_err());
+        assert!(Cli::try_parse_from(["cloudctl", "undrain"]).is_err());
     }
 }

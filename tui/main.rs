@@ -1,14 +1,17 @@
 //! `cloudctl`: the operator's CLI. Parses the command line and hands each verb to its module.
 
+mod admin_cmds;
 mod bench_cmd;
 mod cli;
 mod client_cmds;
 mod output;
+mod tables;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use admin_cmds::AdminFailure;
 use cli::{Cli, Command, UsageError};
 
 #[tokio::main]
@@ -26,6 +29,16 @@ async fn main() -> ExitCode {
             bench_cmd::migration(args, cli.json).await
         }
         Command::Bench(cli::BenchCommand::Drain(args)) => bench_cmd::drain(args, cli.json).await,
+        Command::Status => admin_cmds::status(&cli.socket, cli.json).await,
+        Command::Nodes => admin_cmds::nodes(&cli.socket, cli.json).await,
+        Command::Clients(args) => admin_cmds::clients(args, &cli.socket, cli.json).await,
+        Command::Keys(args) => admin_cmds::keys(args, &cli.socket, cli.json).await,
+        Command::Drain(args) => admin_cmds::drain(args, &cli.socket, cli.json).await,
+        Command::Undrain(args) => admin_cmds::undrain(args, &cli.socket, cli.json).await,
+        Command::Migrate(args) => admin_cmds::migrate(args, &cli.socket, cli.json).await,
+        Command::Rebalance => admin_cmds::rebalance(&cli.socket, cli.json).await,
+        Command::Place(args) => admin_cmds::place(args, &cli.socket, cli.json).await,
+        Command::Completions(args) => admin_cmds::completions(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,8 +46,14 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Reports an error and picks the exit code: 2 for usage, 1 for everything operational.
+/// Reports an error and picks the exit code (the table is in `cloudctl --help`): an operator
+/// verb's failure carries its own; 2 for usage; 1 for everything else operational.
 fn exit_for(e: &anyhow::Error) -> ExitCode {
+    // First, so a write to a closed admin socket is a failure, not a reader that left.
+    if let Some(f) = e.chain().find_map(|c| c.downcast_ref::<AdminFailure>()) {
+        eprintln!("cloudctl: {e:#}");
+        return ExitCode::from(f.exit.code());
+    }
     let reader_gone = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
