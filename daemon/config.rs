@@ -47,6 +47,12 @@ pub struct Cli {
     #[arg(long, env = "CLOUDD_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// The admin socket `cloudctl` talks to (mode 0600; a lock file beside it keeps a second
+    /// daemon off the same path)
+    /// [default: $XDG_RUNTIME_DIR/cloudd/admin.sock, else /run/cloudd/admin.sock]
+    #[arg(long, env = "CLOUDD_ADMIN_SOCKET", value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
+
     /// Also write logs to daily-rotated files in this directory
     #[arg(long, env = "CLOUDD_LOG_DIR", value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
@@ -140,6 +146,7 @@ pub struct FileConfig {
     listen: Option<SocketAddr>,
     name: Option<String>,
     data_dir: Option<PathBuf>,
+    admin_socket: Option<PathBuf>,
     log_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log: Option<String>,
@@ -339,6 +346,8 @@ pub struct Settings {
     pub node: NodeConfig,
     /// Logging.
     pub log: LogSettings,
+    /// Where the admin socket is served.
+    pub admin_socket: PathBuf,
     /// The file read, if any.
     pub file: Option<PathBuf>,
     /// Where the mesh secret came from.
@@ -479,6 +488,10 @@ fn merge(cli: Cli, file: FileConfig, env: Env) -> anyhow::Result<Settings> {
     Ok(Settings {
         node,
         log,
+        admin_socket: cli
+            .admin_socket
+            .or(file.admin_socket)
+            .unwrap_or_else(cloudmesh::admin::default_socket_path),
         file: cli.config,
         secret_source,
         warnings,
@@ -506,6 +519,7 @@ impl Settings {
         line("listen", n.listen.to_string());
         line("name", n.name.clone());
         line("data_dir", n.data_dir.display().to_string());
+        line("admin_socket", self.admin_socket.display().to_string());
         line(
             "log",
             format!("{} ({})", self.log.filter, self.log.format.as_str()),

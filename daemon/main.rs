@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use cloudmesh::admin::AdminSocket;
 use cloudmesh::{Node, NodeError};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -69,6 +70,12 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
+    // Before the node starts: a daemon that cannot serve its admin socket (another one has
+    // it) must not join the mesh at all.
+    let admin = AdminSocket::bind(&settings.admin_socket).map_err(|e| Failure {
+        error: anyhow::Error::new(e),
+        code: EXIT_CONFIG,
+    })?;
     let data_dir = settings.node.data_dir.clone();
     let node = Node::start(settings.node).await.map_err(|e| match e {
         NodeError::Transport(e) => anyhow::anyhow!(
@@ -86,29 +93,36 @@ async fn run(settings: Settings) -> Result<(), Failure> {
             .context("cannot start the node")
             .into(),
     })?;
-    announce(&node, settings.log.format);
+    let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin_path = admin.path().to_owned();
+    let admin_task = tokio::spawn(admin.serve(node.admin_handle(), admin_stopped));
+    announce(&node, settings.log.format, &admin_path);
 
     let which = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(signal = which, "shutting down: closing every client");
+    let _ = admin_stop.send(true);
+    // The socket file is removed when the server stops.
+    let _ = admin_task.await;
     node.shutdown("node shutting down").await;
     Ok(())
 }
 
 /// Tells the operator where the node listens and what clients must pin, in one line that
 /// scripts can parse (`listening on ADDR;` and `fingerprint sha256:HEX`).
-fn announce(node: &Node, format: LogFormat) {
+fn announce(node: &Node, format: LogFormat, admin: &std::path::Path) {
     let (name, addr, fp) = (node.name(), node.local_addr(), node.fingerprint());
+    let admin = admin.display();
     match format {
         // Printed directly so it shows whatever the log filter is.
         LogFormat::Human => eprintln!(
             "cloudd: node \"{name}\" listening on {addr}; certificate fingerprint \
-             sha256:{fp} (clients: --pin {fp})"
+             sha256:{fp} (clients: --pin {fp}); admin socket {admin}"
         ),
         // Keep stderr all JSON for log collectors.
         LogFormat::Json => tracing::info!(node = name, listen = %addr, fingerprint = fp,
-            "node \"{name}\" listening on {addr}; clients: --pin {fp}"),
+            admin_socket = %admin, "node \"{name}\" listening on {addr}; clients: --pin {fp}"),
     }
 }

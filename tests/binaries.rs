@@ -253,6 +253,12 @@ fn start_errors_say_what_to_do() {
             &d.addr,
             "--data-dir",
             other.path().to_str().expect("UTF-8 path"),
+            "--admin-socket",
+            other
+                .path()
+                .join("admin.sock")
+                .to_str()
+                .expect("UTF-8 path"),
         ],
     )
     .finish();

@@ -290,6 +290,8 @@ fn join_without_secret_is_refused() {
             "127.0.0.1:0",
             "--data-dir",
             utf8(tmp.path()),
+            "--admin-socket",
+            utf8(&tmp.path().join("admin.sock")),
             "--join",
             "127.0.0.1:1",
         ],

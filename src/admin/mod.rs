@@ -8,11 +8,13 @@
 pub mod client;
 pub mod frame;
 pub mod protocol;
+pub mod server;
 
 use std::path::PathBuf;
 
 pub use client::{AdminClient, AdminClientError};
 pub use protocol::*;
+pub use server::{AdminSocket, AdminSocketError};
 
 /// Where `cloudd` serves and `cloudctl` looks by default: `$XDG_RUNTIME_DIR/cloudd/admin.sock`
 /// when that variable is set (a per-user, private directory), else `/run/cloudd/admin.sock`

@@ -295,6 +295,7 @@ fn admit(
             outbox: outbox.clone(),
             conn: Some(conn.clone()),
             lagged: false,
+            since_ms: now_ms(),
             peer: None,
         },
     );
@@ -413,6 +414,9 @@ pub(super) fn respond(shared: &Shared, sink: &Sink, id: u64, result: Result<Repl
 /// change, so a get+subscribe's snapshot precedes every notification after it. A get that
 /// other nodes must answer too is finished by a task once they did (or timed out).
 pub(super) fn handle(shared: &Arc<Shared>, client: ClientId, sink: &Sink, id: u64, op: Request) {
+    shared
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let now = now_ms();
     let max = shared.config.max_frame;
     let mut hub = shared.hub();

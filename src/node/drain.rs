@@ -19,6 +19,12 @@ pub enum DrainError {
         /// Clients still here.
         remaining: usize,
     },
+    /// The node was returned to service (undrain) while draining.
+    #[error("cancelled: the node was undrained; {remaining} clients stay here")]
+    Cancelled {
+        /// Clients still here.
+        remaining: usize,
+    },
     /// Some clients could not be moved after several rounds.
     #[error("{remaining} clients could not be moved after {MAX_ROUNDS} rounds (the node stays Draining)")]
     Stuck {
@@ -90,6 +96,11 @@ pub(super) async fn drain(shared: &Arc<Shared>) -> Result<usize, DrainError> {
             break;
         }
         for batch in clients.chunks(shared.config.drain_batch.max(1)) {
+            if shared.hub().members.me().state != NodeState::Draining {
+                return Err(DrainError::Cancelled {
+                    remaining: local_clients(shared).len(),
+                });
+            }
             let targets = pick_targets(shared, batch.len());
             if targets.is_empty() {
                 return Err(DrainError::NoTarget {
@@ -98,10 +109,18 @@ pub(super) async fn drain(shared: &Arc<Shared>) -> Result<usize, DrainError> {
             }
             moved += migrate::move_all(shared, batch.iter().copied().zip(targets)).await;
             let remaining = local_clients(shared).len();
-            let _ = shared
-                .hub()
-                .events
-                .send(MeshEvent::DrainProgress { moved, remaining });
+            let _ = shared.hub().events.send(MeshEvent::DrainProgress {
+                node: shared.id,
+                moved,
+                remaining,
+            });
+            shared.hub().broadcast(
+                &PeerFrame::DrainProgress {
+                    moved: moved as u64,
+                    remaining: remaining as u64,
+                },
+                shared.config.max_frame,
+            );
             tracing::info!(moved, remaining, "drain progress");
         }
     }

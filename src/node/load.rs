@@ -27,7 +27,17 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>) {
     let mut sys = System::new();
     let pid = sysinfo::get_current_pid().ok();
     let mut shutdown = shared.shutdown.clone();
+    // For msgs/s: requests counted at the last sample, and when.
+    let mut last = (0u64, std::time::Instant::now());
     loop {
+        let requests = shared.requests.load(std::sync::atomic::Ordering::Relaxed);
+        let elapsed = last.1.elapsed().as_secs_f64();
+        let msgs_per_sec = if elapsed > 0.0 {
+            (requests.saturating_sub(last.0) as f64 / elapsed) as f32
+        } else {
+            0.0
+        };
+        last = (requests, std::time::Instant::now());
         sys.refresh_cpu_usage();
         let memory_bytes = match pid {
             Some(pid) => {
@@ -39,7 +49,11 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>) {
         {
             let mut hub = shared.hub();
             let record = LoadRecord {
-                clients: hub.links.values().filter(|l| l.peer.is_none()).count(),
+                clients: hub
+                    .links
+                    .values()
+                    .filter(|l| l.peer.is_none() && l.conn.is_some())
+                    .count(),
                 rows: hub.store.stats().rows,
                 cpu: sys.global_cpu_usage(),
                 memory_bytes,
@@ -48,8 +62,15 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>) {
                 clients: u32::try_from(record.clients).unwrap_or(u32::MAX),
                 capacity: shared.config.max_clients,
                 cpu_percent: record.cpu,
+                rows: record.rows as u64,
+                memory_bytes,
+                msgs_per_sec,
             };
             hub.loads.insert(shared.id, info);
+            let _ = hub.events.send(super::MeshEvent::Load {
+                node: shared.id,
+                info,
+            });
             hub.broadcast(&PeerFrame::Load(info), shared.config.max_frame);
             let json = serde_json::to_vec(&record).unwrap_or_default();
             let system = hub.system;

@@ -22,6 +22,7 @@ use rand::RngCore;
 use tokio::sync::oneshot;
 
 use super::conn::{handle, respond, Sink};
+use super::peer::push;
 use super::{now_ms, Link, Shared};
 use crate::proto::{
     encode_to_bytes, outbox, ClientId, GetQuery, KeySpec, NodeId, OutboxWriter, PeerFrame, Reply,
@@ -76,13 +77,6 @@ pub(super) struct Incoming {
     transfer: Option<oneshot::Sender<bool>>,
     /// The transferred rows are in the store.
     installed: bool,
-}
-
-fn push(outbox: &crate::proto::Outbox, frame: &PeerFrame, max: usize) {
-    match encode_to_bytes(frame, max) {
-        Ok(bytes) => outbox.push_response(bytes),
-        Err(e) => tracing::error!(error = %e, "migration message does not fit a frame"),
-    }
 }
 
 /// Source side: moves a local client to `target`; returns once the session is handed over
@@ -173,7 +167,7 @@ pub(super) async fn migrate(
             Err(e) => tracing::error!(error = %e, "migrate instruction does not fit a frame"),
         }
     }
-    match tokio::time::timeout(shared.config.migration_timeout, done_rx).await {
+    let result = match tokio::time::timeout(shared.config.migration_timeout, done_rx).await {
         Ok(Ok(result)) => result,
         _ => {
             // Rolled back: nothing changed here; the target drops its pending copy itself.
@@ -181,7 +175,14 @@ pub(super) async fn migrate(
             tracing::info!(%client, %target, "migration rolled back: the client did not arrive");
             Err(MigrateError::Timeout)
         }
+    };
+    if result.is_ok() {
+        let _ = shared
+            .hub()
+            .events
+            .send(super::MeshEvent::Migrated { client, to: target });
     }
+    result
 }
 
 /// Runs these moves concurrently; returns how many completed.
@@ -347,6 +348,7 @@ pub(super) async fn on_prepare(
                 outbox,
                 conn: None,
                 lagged: false,
+                since_ms: now_ms(),
                 peer: None,
             },
         );
@@ -501,6 +503,7 @@ pub(super) async fn arrive(
         return Err(WireError::NotFound);
     };
     link.conn = Some(conn.clone());
+    link.since_ms = now_ms();
     let outbox = link.outbox.clone();
     let queued = writer.take_queued();
     match encode_to_bytes(&welcome(client), max) {

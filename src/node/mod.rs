@@ -2,11 +2,13 @@
 //! loads or makes the TLS identity, joins or starts a mesh, and serves clients and peers
 //! until `shutdown`.
 
+mod admin;
 mod conn;
 mod drain;
 mod load;
 mod migrate;
 
+pub use admin::AdminHandle;
 pub use drain::DrainError;
 pub use migrate::MigrateError;
 mod peer;
@@ -71,7 +73,7 @@ pub struct NodeRecord {
 
 /// Something that happened to the mesh, for the admin layer and tests (§4: `HostChanged` is
 /// an event in logs, admin stream and metrics).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MeshEvent {
     /// An authenticated link to a node came up.
     PeerUp {
@@ -94,8 +96,10 @@ pub enum MeshEvent {
         /// Its new state.
         state: NodeState,
     },
-    /// Progress of this node's drain.
+    /// Progress of a node's drain (this node's, or a peer's as it reported it).
     DrainProgress {
+        /// The draining node.
+        node: NodeId,
         /// Clients moved so far.
         moved: usize,
         /// Clients still here.
@@ -108,6 +112,22 @@ pub enum MeshEvent {
         /// The new host.
         new: NodeId,
     },
+    /// A node's periodic load report arrived (this node's own included).
+    Load {
+        /// The node.
+        node: NodeId,
+        /// Its load.
+        info: LoadInfo,
+    },
+    /// A client of this node moved to another node.
+    Migrated {
+        /// The client.
+        client: ClientId,
+        /// Where it went.
+        to: NodeId,
+    },
+    /// A newer zone map was adopted.
+    ZonesChanged,
 }
 
 /// Where a link's frames go.
@@ -121,6 +141,8 @@ struct Link {
     lagged: bool,
     /// `Some` for the stand-in identity of a peer node's interest.
     peer: Option<NodeId>,
+    /// When the client connected here (arrived, after a migration), ms since the epoch.
+    since_ms: u64,
 }
 
 /// An authenticated connection to another node.
@@ -362,6 +384,16 @@ struct Shared {
     pending: Mutex<HashMap<u64, PendingGet>>,
     /// Flips to true at shutdown; background tasks stop.
     shutdown: watch::Receiver<bool>,
+    /// Client requests handled since start (for msgs/s in load reports).
+    requests: AtomicU64,
+    /// Admin commands sent to peers, waiting for their replies (§7 forwarding).
+    admin_calls: Mutex<HashMap<u64, admin::PendingCall>>,
+    /// When the node started, for `status`'s uptime.
+    started: std::time::Instant,
+    /// Certificate fingerprint, for `status`.
+    fingerprint: String,
+    /// Set while an admin-started drain runs, so a second one is refused, not doubled.
+    drain_running: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -373,6 +405,12 @@ impl Shared {
 
     fn pending(&self) -> MutexGuard<'_, HashMap<u64, PendingGet>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn admin_calls(&self) -> MutexGuard<'_, HashMap<u64, admin::PendingCall>> {
+        self.admin_calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn shutting_down(&self) -> bool {
@@ -491,6 +529,11 @@ impl Node {
             next_request: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
             shutdown: shutdown_rx.clone(),
+            requests: AtomicU64::new(0),
+            admin_calls: Mutex::new(HashMap::new()),
+            started: std::time::Instant::now(),
+            fingerprint: fingerprint.clone(),
+            drain_running: std::sync::atomic::AtomicBool::new(false),
         });
         let accept = tokio::spawn(accept_loop(shared.clone(), endpoint, shutdown_rx));
         tracing::info!(node = %shared.config.name, id = %id, listen = %local, %fingerprint,
@@ -550,8 +593,13 @@ impl Node {
             .hub()
             .links
             .values()
-            .filter(|l| l.peer.is_none())
+            .filter(|l| l.peer.is_none() && l.conn.is_some())
             .count()
+    }
+
+    /// A handle that runs operator commands on this node (the admin socket's executor).
+    pub fn admin_handle(&self) -> AdminHandle {
+        AdminHandle::new(self.shared.clone())
     }
 
     /// Every member this node knows, itself included, oldest first.

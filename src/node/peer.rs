@@ -303,6 +303,7 @@ fn establish(
                 outbox: outbox.clone(),
                 conn: Some(conn.clone()),
                 lagged: false,
+                since_ms: now_ms(),
                 peer: Some(their_id),
             },
         );
@@ -408,7 +409,8 @@ fn reachable_addrs(addrs: &mut [SocketAddr], seen_from: SocketAddr) {
     }
 }
 
-fn push(outbox: &Outbox, frame: &PeerFrame, max: usize) {
+/// Queues one frame on a peer link (a frame too large to encode is a bug, logged).
+pub(super) fn push(outbox: &Outbox, frame: &PeerFrame, max: usize) {
     match encode_to_bytes(frame, max) {
         Ok(bytes) => outbox.push_response(bytes),
         Err(e) => tracing::error!(error = %e, "peer message does not fit a frame"),
@@ -842,8 +844,21 @@ async fn link_loop(
                 tokio::spawn(super::rebalance::move_clients(shared.clone(), to, count));
             }
             PeerFrame::Load(info) => {
-                shared.hub().loads.insert(node, info);
+                let mut hub = shared.hub();
+                hub.loads.insert(node, info);
+                let _ = hub.events.send(MeshEvent::Load { node, info });
             }
+            PeerFrame::DrainProgress { moved, remaining } => {
+                let _ = shared.hub().events.send(MeshEvent::DrainProgress {
+                    node,
+                    moved: moved as usize,
+                    remaining: remaining as usize,
+                });
+            }
+            PeerFrame::Admin { id, command } => {
+                super::admin::on_command(&shared, node, id, command)
+            }
+            PeerFrame::AdminReply { id, body } => super::admin::on_reply(&shared, id, body),
             PeerFrame::Hello { .. } => {
                 conn.close(CloseCode::Protocol.to_u32().into(), b"Hello sent twice");
                 break "Hello sent twice".into();
@@ -904,6 +919,7 @@ fn link_lost(shared: &Arc<Shared>, node: NodeId, conn: &quinn::Connection, reaso
     };
     // Answers it owed will not come.
     shared.pending().retain(|_, p| p.node != node);
+    super::admin::link_lost(shared, node);
     if let Some(m) = lost {
         if !shared.shutting_down() {
             let s = shared.clone();

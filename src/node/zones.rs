@@ -23,6 +23,7 @@ fn adopt(hub: &mut Hub, map: ZoneMap) -> bool {
         .is_none_or(|cur| map.epoch > cur.epoch || (map.epoch == cur.epoch && map != *cur));
     if newer {
         hub.zones = Some(map);
+        let _ = hub.events.send(super::MeshEvent::ZonesChanged);
     }
     newer
 }

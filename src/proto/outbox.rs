@@ -101,6 +101,15 @@ impl OutboxWriter {
         out
     }
 
+    /// The next queued frame, for a consumer inside the node (the admin key browser) rather
+    /// than a connection; `None` once every [`Outbox`] is dropped.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let frame = self.rx.recv().await?;
+        self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
+        self.drained.notify_waiters();
+        Some(frame)
+    }
+
     /// Writes queued frames to `out` until every [`Outbox`] is dropped or a write fails.
     pub async fn run<W: AsyncWrite + Unpin>(mut self, out: &mut W) -> std::io::Result<()> {
         let mut batch: Vec<Bytes> = Vec::with_capacity(64);

@@ -182,6 +182,29 @@ pub enum PeerFrame {
         /// How many clients.
         count: u32,
     },
+    /// An operator's command for the receiver to run on itself (§7): the admin protocol's
+    /// `Command` as JSON (kept opaque here so the wire layer does not depend on the admin
+    /// layer). Answered by `AdminReply`s with the same id.
+    Admin {
+        /// Matches the replies.
+        id: u64,
+        /// The command, JSON.
+        command: Bytes,
+    },
+    /// One response frame to an `Admin` command (JSON), or `None`: no more will come.
+    AdminReply {
+        /// The command's id.
+        id: u64,
+        /// The admin protocol's `Response` as JSON.
+        body: Option<Bytes>,
+    },
+    /// The sender's drain progressed (for operators watching any node).
+    DrainProgress {
+        /// Clients moved so far.
+        moved: u64,
+        /// Clients still there.
+        remaining: u64,
+    },
     /// The target's answer to a `Forward`, for the source to relay to the client.
     Forwarded {
         /// The moved client.
@@ -202,4 +225,10 @@ pub struct LoadInfo {
     pub capacity: u32,
     /// Machine CPU use, percent of all cores.
     pub cpu_percent: f32,
+    /// Rows stored there.
+    pub rows: u64,
+    /// Resident memory of the node process, bytes.
+    pub memory_bytes: u64,
+    /// Client requests handled per second over the last interval.
+    pub msgs_per_sec: f32,
 }

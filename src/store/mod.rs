@@ -297,6 +297,54 @@ impl Store {
         self.clients.get(&id).map(|c| c.bytes)
     }
 
+    /// Rows the client holds.
+    pub fn client_row_count(&self, id: ClientId) -> Option<usize> {
+        self.clients.get(&id).map(|c| c.keys.len())
+    }
+
+    /// Primary keys with rows here and how many, in key order (the admin key browser).
+    pub fn primaries(&self) -> Vec<(String, usize)> {
+        let mut v: Vec<(String, usize)> = self
+            .primary_rows
+            .iter()
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Rows under `primary` (only secondary `secondary` when given), in `(secondary, owner)`
+    /// order, at most `max`; `true` when there were more. Reads past filters and
+    /// subscriptions: this is the operator's view, not a client's.
+    pub fn rows_under(
+        &self,
+        primary: &str,
+        secondary: Option<u32>,
+        max: usize,
+    ) -> (Vec<Row>, bool) {
+        let (lo, hi) = match secondary {
+            Some(s) => (Key::new(primary, s), Key::new(primary, s)),
+            None => (Key::new(primary, 0), Key::new(primary, u32::MAX)),
+        };
+        let mut out = Vec::new();
+        for (key, owners) in self.rows.range(lo..=hi) {
+            for (owner, e) in owners {
+                if out.len() == max {
+                    return (out, true);
+                }
+                out.push(Row {
+                    key: key.clone(),
+                    owner: *owner,
+                    node: e.node,
+                    data: e.data.clone(),
+                    version: e.version,
+                    updated_at_ms: e.updated_at_ms,
+                });
+            }
+        }
+        (out, false)
+    }
+
     fn check_session(&self, data: &Bytes) -> Result<(), WireError> {
         if data.len() > self.limits.max_session_bytes as usize {
             return Err(WireError::TooLarge {

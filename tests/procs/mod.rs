@@ -194,13 +194,25 @@ pub struct Daemon {
     pub name: String,
     pub addr: String,
     pub fingerprint: String,
+    /// Its admin socket.
+    pub admin: std::path::PathBuf,
 }
 
-/// Starts `cloudd --listen 127.0.0.1:0 --data-dir DIR --name NAME EXTRA...` and waits for
-/// its `listening on ADDR; certificate fingerprint sha256:HEX` line.
+/// Starts `cloudd --listen 127.0.0.1:0 --data-dir DIR --name NAME
+/// --admin-socket DIR/admin.sock EXTRA...` (no `--admin-socket` of its own when EXTRA has
+/// one) and waits for its `listening on ADDR; certificate fingerprint sha256:HEX` line.
 pub fn start_cloudd(name: &str, data_dir: &Path, extra: &[&str]) -> Daemon {
     let dir = data_dir.to_str().expect("temp dir path is UTF-8");
+    let default_admin = data_dir.join("admin.sock");
+    let admin_arg = default_admin.to_str().expect("UTF-8 path").to_owned();
     let mut args = vec!["--listen", "127.0.0.1:0", "--data-dir", dir, "--name", name];
+    let admin = match extra.iter().position(|a| *a == "--admin-socket") {
+        Some(i) => std::path::PathBuf::from(extra.get(i + 1).expect("a path after --admin-socket")),
+        None => {
+            args.extend(["--admin-socket", &admin_arg]);
+            default_admin
+        }
+    };
     args.extend_from_slice(extra);
     let mut proc = Proc::spawn(CLOUDD, &args);
     let line = proc.stderr_line("announcing the address and fingerprint", |l| {
@@ -225,6 +237,7 @@ pub fn start_cloudd(name: &str, data_dir: &Path, extra: &[&str]) -> Daemon {
         name: name.to_owned(),
         addr,
         fingerprint,
+        admin,
     }
 }
 
@@ -233,6 +246,13 @@ impl Daemon {
     pub fn ctl(&self, args: &[&str]) -> Proc {
         let mut all = args.to_vec();
         all.extend(["--server", &self.addr, "--pin", &self.fingerprint]);
+        Proc::spawn(CLOUDCTL, &all)
+    }
+
+    /// `cloudctl --socket ADMIN ARGS...`: an operator command against this daemon.
+    pub fn admin_ctl(&self, args: &[&str]) -> Proc {
+        let mut all = vec!["--socket", self.admin.to_str().expect("UTF-8 path")];
+        all.extend_from_slice(args);
         Proc::spawn(CLOUDCTL, &all)
     }
 
