@@ -104,8 +104,8 @@ fn unexpected(asked: &str, got: &Response) -> AdminFailure {
     AdminFailure {
         exit: Exit::Failed,
         message: format!(
-            "the daemon answered `{asked}` with an unexpected {}; are cloudctl and cloudd \
-             the same release?",
+            "the daemon answered `{asked}` with `{}`, which does not fit; are cloudctl and \
+             cloudd the same release?",
             response_type(got)
         ),
     }
@@ -262,6 +262,19 @@ pub async fn keys(args: KeysArgs, socket: &Path, json: bool) -> anyhow::Result<(
     }
 }
 
+/// A drain the node refused or could not finish, naming the node (its reason alone may
+/// not).
+fn drain_failed(node: &str, e: AdminError) -> AdminFailure {
+    let f = AdminFailure::from(e);
+    match f.exit {
+        Exit::Failed => AdminFailure {
+            message: format!("drain of {node} failed: {}", f.message),
+            ..f
+        },
+        _ => f,
+    }
+}
+
 /// `cloudctl drain`.
 pub async fn drain(args: DrainNodeArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
     let command = AdminCommand::Drain {
@@ -269,7 +282,14 @@ pub async fn drain(args: DrainNodeArgs, socket: &Path, json: bool) -> anyhow::Re
         wait: args.wait,
     };
     if !args.wait {
-        let r = call(socket, command).await?;
+        let mut client = AdminClient::connect(socket)
+            .await
+            .map_err(AdminFailure::from)?;
+        let r = match client.call(command).await {
+            Ok(Response::Error(e)) => return Err(drain_failed(&args.node, e).into()),
+            Ok(r) => r,
+            Err(e) => return Err(with_path(e, socket).into()),
+        };
         return match &r {
             Response::DrainStarted { .. } if json => print_json(&r),
             Response::DrainStarted { node, clients } => {
@@ -293,7 +313,15 @@ pub async fn drain(args: DrainNodeArgs, socket: &Path, json: bool) -> anyhow::Re
     let mut progress = Progress::new(json);
     loop {
         let frame = tokio::select! {
-            frame = client.next() => frame.map_err(|e| with_path(e, socket)),
+            frame = client.next() => frame.map_err(|e| {
+                let mut f = with_path(e, socket);
+                // The drain runs in the node whatever happened to this connection.
+                f.message.push_str(&format!(
+                    "; the drain of {} may still be going on (see `cloudctl nodes`)",
+                    args.node
+                ));
+                f
+            }),
             _ = interrupt.recv() => {
                 progress.finish();
                 return Err(AdminFailure {
@@ -336,7 +364,7 @@ pub async fn drain(args: DrainNodeArgs, socket: &Path, json: bool) -> anyhow::Re
             }
             Response::Error(e) => {
                 progress.finish();
-                return Err(AdminFailure::from(e.clone()).into());
+                return Err(drain_failed(&args.node, e.clone()).into());
             }
             other => {
                 progress.finish();
@@ -554,7 +582,7 @@ mod tests {
     fn unexpected_answers_name_their_type() {
         let f = unexpected("nodes", &Response::Undrained { node: "n".into() });
         assert_eq!(f.exit, Exit::Failed);
-        assert!(f.message.contains("unexpected undrained"), "{}", f.message);
+        assert!(f.message.contains("with `undrained`"), "{}", f.message);
     }
 
     #[test]
