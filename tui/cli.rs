@@ -154,7 +154,7 @@ pub enum Command {
         node; `undrain` returns it to service.\n\n\
         Without --wait: prints `draining NODE: N clients to move` once the drain began.\n\n\
         With --wait: follows the drain to its end. On a terminal, stderr shows a progress \
-        bar redrawn in place (`draining node-3 [#########-----------] 412/1000 moved, 588 \
+        bar redrawn in place (`draining node-3 [########------------] 412/1000 moved, 588 \
         left`); otherwise one such line per report. Then prints `NODE drained: N clients \
         moved`. Ctrl-C stops waiting, NOT the drain: the node keeps draining (see `cloudctl \
         nodes`; `undrain` cancels it), and cloudctl exits 130.\n\n\
