@@ -8,9 +8,9 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::frame::{self, FrameError};
 use super::protocol::{
@@ -167,72 +167,70 @@ impl Drop for AdminSocket {
     }
 }
 
-/// Answers one connection's requests, one at a time, until it closes.
+/// A request as the connection's reader saw it: a command, or why not (and whether the
+/// connection can go on after that).
+type Incoming = Result<Command, (AdminError, bool)>;
+
+/// Answers one connection's requests in order until it closes. A reader task takes
+/// requests off the socket (so a client may send the next one before the answer to the
+/// last), and this loop answers them one at a time; a client that hangs up ends the
+/// connection at the next answer it cannot be sent.
 async fn serve_connection(
-    mut stream: UnixStream,
+    stream: UnixStream,
     node: AdminHandle,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let request = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = frame::read_raw(&mut stream, MAX_REQUEST_BYTES) => r,
-        };
-        let command = match request {
-            Ok(None) => return,
-            Ok(Some(body)) => match parse(&body) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::info!(error = %e, "admin request refused");
-                    if send(&mut stream, &Response::Error(e)).await.is_err() {
-                        return;
-                    }
-                    continue;
+    let (mut rd, mut wr) = stream.into_split();
+    let (requests, mut incoming) = mpsc::channel::<Incoming>(4);
+    let reader = tokio::spawn(async move {
+        loop {
+            let item = match frame::read_raw(&mut rd, MAX_REQUEST_BYTES).await {
+                Ok(None) => return,
+                Ok(Some(body)) => parse(&body).map_err(|e| (e, false)),
+                // The rest of an oversize frame is never read: answer, then hang up.
+                Err(FrameError::TooLarge { size, max }) => {
+                    Err((AdminError::TooLarge { size, max }, true))
                 }
-            },
-            Err(FrameError::TooLarge { size, max }) => {
-                tracing::info!(
-                    size,
-                    max,
-                    "admin request over the size limit; closing that connection"
-                );
-                // The rest of the oversize frame is never read: answer, then hang up.
-                let _ = send(
-                    &mut stream,
-                    &Response::Error(AdminError::TooLarge { size, max }),
-                )
-                .await;
+                Err(e) => {
+                    tracing::debug!(error = %e, "admin connection ended");
+                    return;
+                }
+            };
+            let fatal = matches!(item, Err((_, true)));
+            if requests.send(item).await.is_err() || fatal {
                 return;
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "admin connection ended");
-                return;
+        }
+    });
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = incoming.recv() => r,
+        };
+        let command = match next {
+            None => break,
+            Some(Ok(command)) => command,
+            Some(Err((e, fatal))) => {
+                tracing::info!(error = %e, "admin request refused");
+                if send(&mut wr, &Response::Error(e)).await.is_err() || fatal {
+                    break;
+                }
+                continue;
             }
         };
         let mut answers = node.execute(command);
         loop {
-            // While a stream runs, a hang-up (or stray bytes) from the client ends it.
-            let mut probe = [0u8; 1];
             let next = tokio::select! {
-                _ = shutdown.changed() => return,
-                n = stream.read(&mut probe) => {
-                    match n {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {
-                            let _ = send(&mut stream, &Response::Error(AdminError::BadRequest {
-                                reason: "a request arrived before the previous one finished".into(),
-                            })).await;
-                            return;
-                        }
-                    }
+                _ = shutdown.changed() => {
+                    reader.abort();
+                    return;
                 }
                 r = answers.recv() => r,
             };
-            let Some(response) = next else {
-                break;
-            };
+            let Some(response) = next else { break };
             let last = response.is_final();
-            if send(&mut stream, &response).await.is_err() {
+            if send(&mut wr, &response).await.is_err() {
+                reader.abort();
                 return;
             }
             if last {
@@ -240,6 +238,7 @@ async fn serve_connection(
             }
         }
     }
+    reader.abort();
 }
 
 /// The command in a request body, or why it is refused.
@@ -265,7 +264,7 @@ fn parse(body: &[u8]) -> Result<Command, AdminError> {
     Ok(r.command)
 }
 
-async fn send(stream: &mut UnixStream, response: &Response) -> Result<(), FrameError> {
+async fn send(stream: &mut OwnedWriteHalf, response: &Response) -> Result<(), FrameError> {
     match frame::write(stream, response, MAX_RESPONSE_BYTES).await {
         Err(FrameError::TooLarge { size, max }) => {
             let e = AdminError::Failed {

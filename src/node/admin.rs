@@ -758,6 +758,11 @@ async fn migrate_here(
 ) -> Result<Response, AdminError> {
     let id = parse_client(client)?;
     let target = resolve(shared, to)?;
+    if !shared.hub().local_clients().contains(&id) {
+        return Err(AdminError::UnknownClient {
+            client: id.to_string(),
+        });
+    }
     match migrate::migrate(shared, id, target).await {
         Ok(()) => Ok(Response::Migrated {
             client: id.to_string(),
