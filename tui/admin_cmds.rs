@@ -262,12 +262,12 @@ pub async fn keys(args: KeysArgs, socket: &Path, json: bool) -> anyhow::Result<(
     }
 }
 
-/// A drain the node refused or could not finish, naming the node (its reason alone may
-/// not).
+/// A drain the node refused or could not finish, naming the node when its reason does
+/// not already.
 fn drain_failed(node: &str, e: AdminError) -> AdminFailure {
     let f = AdminFailure::from(e);
     match f.exit {
-        Exit::Failed => AdminFailure {
+        Exit::Failed if !f.message.contains(node) => AdminFailure {
             message: format!("drain of {node} failed: {}", f.message),
             ..f
         },
@@ -576,6 +576,30 @@ mod tests {
             .message
             .starts_with("admin socket /nonexistent/admin.sock: "));
         assert_eq!(Exit::Interrupted.code(), 130);
+    }
+
+    #[test]
+    fn failed_drains_name_the_node_once() {
+        let failed = |reason: &str| AdminError::Failed {
+            reason: reason.into(),
+        };
+        let f = drain_failed("node-3", failed("no Active node can take clients"));
+        assert_eq!(f.exit, Exit::Failed);
+        assert_eq!(
+            f.message,
+            "drain of node-3 failed: no Active node can take clients"
+        );
+        let f = drain_failed("node-3", failed("drain of node-3: no other node"));
+        assert_eq!(f.message, "drain of node-3: no other node");
+        let f = drain_failed(
+            "node-9",
+            AdminError::UnknownNode {
+                name: "node-9".into(),
+                known: vec!["node-1".into()],
+            },
+        );
+        assert_eq!(f.exit, Exit::NotFound);
+        assert!(f.message.starts_with("no node named"));
     }
 
     #[test]
