@@ -33,7 +33,8 @@ fn json(d: &Daemon, args: &[&str]) -> Result<Value, String> {
     if !status.success() {
         return Err(format!("cloudctl {args:?} failed ({status:?}): {err}"));
     }
-    serde_json::from_str(&out).map_err(|e| format!("cloudctl {args:?} printed non-JSON ({e}): {out}"))
+    serde_json::from_str(&out)
+        .map_err(|e| format!("cloudctl {args:?} printed non-JSON ({e}): {out}"))
 }
 
 fn node<'a>(nodes: &'a Value, name: &str) -> Result<&'a Value, String> {
@@ -97,7 +98,10 @@ fn drain_asked_of_node_1_empties_node_3_and_undrain_returns_it() {
     let listed = clients["clients"].as_array().expect("client list");
     assert_eq!(listed.len(), 6, "{clients}");
     for c in listed {
-        assert!(ids.contains(&c["id"].as_str().unwrap_or("").to_owned()), "{c}");
+        assert!(
+            ids.contains(&c["id"].as_str().unwrap_or("").to_owned()),
+            "{c}"
+        );
         assert_eq!(c["node"], "node-3");
         assert_eq!(c["rows"], 2);
     }
@@ -160,7 +164,10 @@ fn drain_asked_of_node_1_empties_node_3_and_undrain_returns_it() {
     });
     for (i, p) in players.iter().enumerate() {
         let rows = rt
-            .block_on(p.get(vec![KeySpec::primary("players"), KeySpec::primary("scores")]))
+            .block_on(p.get(vec![
+                KeySpec::primary("players"),
+                KeySpec::primary("scores"),
+            ]))
             .expect("get after the drain");
         let mine: Vec<_> = rows.iter().filter(|r| r.owner == p.id()).collect();
         assert_eq!(mine.len(), 2, "player {i} kept both rows: {rows:?}");

@@ -123,12 +123,28 @@ fn response_type(r: &Response) -> String {
 /// becomes an [`AdminFailure`].
 async fn call(socket: &Path, command: AdminCommand) -> Result<Response, AdminFailure> {
     let mut client = AdminClient::connect(socket).await?;
-    match client.call(command).await {
+    // Every one-answer command is answered well within this (a forwarded migration, the
+    // slowest, waits at most the node's migration timeout plus a few seconds); a daemon
+    // that accepts but never answers must not hang a script.
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, client.call(command))
+        .await
+        .map_err(|_| AdminFailure {
+            exit: Exit::Failed,
+            message: format!(
+                "admin socket {}: no answer within {}s (is that cloudd stuck? see its log)",
+                socket.display(),
+                ANSWER_TIMEOUT.as_secs()
+            ),
+        })?;
+    match answer {
         Ok(Response::Error(e)) => Err(e.into()),
         Ok(r) => Ok(r),
         Err(e) => Err(with_path(e, socket)),
     }
 }
+
+/// How long a one-answer command waits for the daemon.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A failure after connecting, with the socket named (the library's messages for these do
 /// not say which daemon it was).

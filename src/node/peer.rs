@@ -363,6 +363,11 @@ fn establish(
             .filter(|m| m.id != their_id)
             .collect();
         push(&outbox, &PeerFrame::Members(everyone), cfg.max_frame);
+        // Our load now rather than at the next interval: until a node has it, this node is
+        // no placement (or drain) target there.
+        if let Some(load) = hub.loads.get(&shared.id).copied() {
+            push(&outbox, &PeerFrame::Load(load), cfg.max_frame);
+        }
         // Dial every member not linked yet (whether or not it was known before: a joiner
         // already recorded them to take its place in the join order).
         for m in members {
@@ -849,7 +854,12 @@ async fn link_loop(
                 let _ = hub.events.send(MeshEvent::Load { node, info });
             }
             PeerFrame::DrainProgress { moved, remaining } => {
-                let _ = shared.hub().events.send(MeshEvent::DrainProgress {
+                let mut hub = shared.hub();
+                // Fresher than its last load report: `nodes` shows the count falling.
+                if let Some(load) = hub.loads.get_mut(&node) {
+                    load.clients = u32::try_from(remaining).unwrap_or(u32::MAX);
+                }
+                let _ = hub.events.send(MeshEvent::DrainProgress {
                     node,
                     moved: moved as usize,
                     remaining: remaining as usize,
