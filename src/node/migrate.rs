@@ -136,7 +136,10 @@ pub(super) async fn migrate(
         );
         (ticket, prx, drx)
     };
-    let prepared = tokio::time::timeout(TRANSFER_TIMEOUT, prepared_rx).await;
+    // The target answers once its peers registered the session's interest, which it waits
+    // for up to `remote_timeout`: give it that, and a margin.
+    let prepare_budget = shared.config.remote_timeout + TRANSFER_TIMEOUT;
+    let prepared = tokio::time::timeout(prepare_budget, prepared_rx).await;
     let refused = match prepared {
         Ok(Ok(Ok(()))) => None,
         Ok(Ok(Err(e))) => Some(MigrateError::Refused(e)),
@@ -145,14 +148,14 @@ pub(super) async fn migrate(
         })),
     };
     if let Some(e) = refused {
-        shared.hub().outgoing.remove(&ticket);
+        abort(shared, target, &ticket);
         return Err(e);
     }
     {
         let hub = shared.hub();
         let (Some(link), Some(member)) = (hub.links.get(&client), hub.members.get(target)) else {
             drop(hub);
-            shared.hub().outgoing.remove(&ticket);
+            abort(shared, target, &ticket);
             return Err(MigrateError::NotHere(client));
         };
         let frame = ServerFrame::Migrate {
@@ -170,8 +173,8 @@ pub(super) async fn migrate(
     let result = match tokio::time::timeout(shared.config.migration_timeout, done_rx).await {
         Ok(Ok(result)) => result,
         _ => {
-            // Rolled back: nothing changed here; the target drops its pending copy itself.
-            shared.hub().outgoing.remove(&ticket);
+            // Rolled back: nothing changed here, and the target drops its pending copy.
+            abort(shared, target, &ticket);
             tracing::info!(%client, %target, "migration rolled back: the client did not arrive");
             Err(MigrateError::Timeout)
         }
@@ -183,6 +186,43 @@ pub(super) async fn migrate(
             .send(super::MeshEvent::Migrated { client, to: target });
     }
     result
+}
+
+/// Gives up a move before the handover: forgets it here and tells the target to drop its
+/// pending copy now (rather than at its own timeout, while it would refuse the same client
+/// as "already on this node").
+fn abort(shared: &Shared, target: NodeId, ticket: &Bytes) {
+    let mut hub = shared.hub();
+    hub.outgoing.remove(ticket);
+    if let Some(link) = hub.peers.get(&target) {
+        push(
+            &link.outbox,
+            &PeerFrame::Abort {
+                ticket: ticket.clone(),
+            },
+            shared.config.max_frame,
+        );
+    }
+}
+
+/// Target side: the source gave up this move. Drops the pending copy unless the client has
+/// already arrived (then the handover decides).
+pub(super) fn on_abort(shared: &Shared, ticket: &Bytes) {
+    let mut hub = shared.hub();
+    let arrived = match hub.incoming.get(ticket) {
+        None => return,
+        Some(i) => i.writer.is_none(),
+    };
+    if arrived {
+        return;
+    }
+    if let Some(incoming) = hub.incoming.remove(ticket) {
+        let client = incoming.state.client;
+        hub.store.remove_client_silently(client);
+        hub.links.remove(&client);
+        hub.flush_holds(shared.config.max_frame);
+        tracing::info!(%client, "prepared migration dropped: the source gave it up");
+    }
 }
 
 /// Runs these moves concurrently; returns how many completed.
@@ -199,8 +239,12 @@ pub(super) async fn move_all(
         .collect();
     let mut done = 0;
     for t in tasks {
-        if matches!(t.await, Ok(Ok(()))) {
-            done += 1;
+        match t.await {
+            Ok(Ok(())) => done += 1,
+            // Each failure leaves the client where it was; say why, so a drain that does not
+            // finish can be explained.
+            Ok(Err(e)) => tracing::info!(error = %e, "a move did not happen"),
+            Err(e) => tracing::warn!(error = %e, "a move task failed"),
         }
     }
     done

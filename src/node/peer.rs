@@ -835,6 +835,7 @@ async fn link_loop(
                 super::migrate::on_prepared(&shared, ticket, result)
             }
             PeerFrame::Handover { ticket } => super::migrate::on_handover(&shared, node, ticket),
+            PeerFrame::Abort { ticket } => super::migrate::on_abort(&shared, &ticket),
             PeerFrame::Transfer { ticket, state } => {
                 super::migrate::on_transfer(&shared, ticket, state)
             }

@@ -205,6 +205,12 @@ pub enum PeerFrame {
         /// Clients still there.
         remaining: u64,
     },
+    /// The source gave up a move before the handover (no `Prepared` in time, the client left,
+    /// or it never reached the target): the target drops its pending copy now.
+    Abort {
+        /// The move.
+        ticket: Bytes,
+    },
     /// The target's answer to a `Forward`, for the source to relay to the client.
     Forwarded {
         /// The moved client.
