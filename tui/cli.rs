@@ -216,7 +216,8 @@ pub enum Command {
     )]
     Completions(CompletionsArgs),
     /// Start a local mesh with simulated players, to look at and to operate.
-    #[command(long_about = "Start a local mesh with simulated players, to look at and to \
+    #[command(
+        long_about = "Start a local mesh with simulated players, to look at and to \
         operate.\n\n\
         Starts --nodes real `cloudd` processes on 127.0.0.1 (the `cloudd` beside this \
         cloudctl, else the one on PATH, else --cloudd), named node-1, node-2, ..., with a \
@@ -236,7 +237,8 @@ pub enum Command {
         demo: mesh of N nodes linked\n  \
         demo: players C/P connected (NODE COUNT, ...); log DIR/players.log\n  \
         demo: mesh up: N nodes, P players\n\
-        then hints (indented), and on the way out `demo: stopping` and `demo: stopped`.")]
+        then hints (indented), and on the way out `demo: stopping` and `demo: stopped`."
+    )]
     Demo(DemoArgs),
 }
 
