@@ -1,0 +1,222 @@
+//! `cloudctl demo` as an operator runs it (issue 6): real `cloudctl` and `cloudd` processes
+//! on 127.0.0.1. The demo must bring up a mesh with its players, and leave nothing behind
+//! (no process, no directory) when it ends, however it ends. Every wait has a deadline.
+
+mod procs;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use procs::{command, wait_until, Proc, CLOUDCTL, CLOUDD};
+use serde_json::Value;
+
+/// What the demo printed about itself.
+#[derive(Debug)]
+struct Started {
+    dir: PathBuf,
+    /// (name, pid, admin socket) per node, node-1 first.
+    nodes: Vec<(String, u32, PathBuf)>,
+}
+
+/// `cloudctl demo ARGS...` with no inherited cloudmesh settings.
+fn demo(args: &[&str]) -> Proc {
+    let mut all = vec!["demo"];
+    all.extend_from_slice(args);
+    Proc::spawn(CLOUDCTL, &all)
+}
+
+/// The text after `word ` in `line`, up to the next space.
+fn field<'a>(line: &'a str, word: &str) -> &'a str {
+    line.split(&format!(" {word} "))
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no `{word}` in {line:?}"))
+}
+
+/// Reads stdout up to `demo: mesh up:`, collecting the directory and the nodes.
+fn wait_up(demo: &mut Proc) -> Started {
+    let mut dir = None;
+    let mut nodes = Vec::new();
+    loop {
+        let line = demo.stdout_line("up to `demo: mesh up`");
+        if let Some(d) = line.strip_prefix("demo: dir ") {
+            dir = Some(PathBuf::from(d));
+        } else if line.starts_with("demo: node ") {
+            let name = field(&line, "node").to_owned();
+            let pid = field(&line, "pid").parse().expect("pid is a number");
+            let socket = line
+                .split(" socket ")
+                .nth(1)
+                .expect("socket path at the end");
+            nodes.push((name, pid, PathBuf::from(socket)));
+        } else if line.starts_with("demo: mesh up:") {
+            break;
+        }
+    }
+    Started {
+        dir: dir.expect("`demo: dir` came first"),
+        nodes,
+    }
+}
+
+/// Every live process whose command line mentions `dir` (the demo's nodes do).
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+/// Whether process `pid` is a demo node still running (its pid may be reused by another
+/// process once the node is gone, so the command line must name the demo's directory).
+fn node_alive(pid: u32, dir: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|raw| String::from_utf8_lossy(&raw).contains(&*dir.to_string_lossy()))
+}
+
+/// `cloudctl --socket S --json ARGS...`, parsed.
+fn admin_json(socket: &Path, args: &[&str]) -> Result<Value, String> {
+    let mut all = vec!["--socket", socket.to_str().expect("UTF-8 path"), "--json"];
+    all.extend_from_slice(args);
+    let (status, out, err) = Proc::spawn(CLOUDCTL, &all).finish();
+    if !status.success() {
+        return Err(format!("cloudctl {args:?}: {status}: {err}"));
+    }
+    serde_json::from_str(&out).map_err(|e| format!("{out:?} is not JSON: {e}"))
+}
+
+#[test]
+fn demo_brings_up_a_mesh_with_players_and_leaves_nothing_behind() {
+    assert!(
+        Path::new(CLOUDD).exists(),
+        "cloudd is built beside cloudctl"
+    );
+    let mut proc = demo(&["--nodes", "3", "--players", "20", "--no-console"]);
+    let started = wait_up(&mut proc);
+    assert_eq!(
+        started
+            .nodes
+            .iter()
+            .map(|(n, _, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["node-1", "node-2", "node-3"]
+    );
+    assert!(started.dir.is_dir(), "{} exists", started.dir.display());
+    for (name, pid, _) in &started.nodes {
+        assert!(node_alive(*pid, &started.dir), "{name} (pid {pid}) runs");
+    }
+    let socket = &started.nodes[0].2;
+
+    // Clients counts come from load reports (every 2 s), so poll.
+    wait_until(
+        "3 Active nodes serving the 20 players",
+        Duration::from_secs(30),
+        || {
+            let v = admin_json(socket, &["nodes"])?;
+            let nodes = v["nodes"].as_array().ok_or(format!("no nodes in {v}"))?;
+            let active = nodes.iter().filter(|n| n["state"] == "Active").count();
+            let clients: u64 = nodes.iter().filter_map(|n| n["clients"].as_u64()).sum();
+            if nodes.len() == 3 && active == 3 && clients == 20 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{active}/{} Active, {clients} clients: {v}",
+                    nodes.len()
+                ))
+            }
+        },
+    );
+    // Every player holds its row, seen from any node.
+    wait_until("20 player rows", Duration::from_secs(20), || {
+        let v = admin_json(&started.nodes[2].2, &["keys", "players"])?;
+        let rows = v["rows"].as_array().map_or(0, Vec::len);
+        if rows == 20 {
+            Ok(())
+        } else {
+            Err(format!("{rows} rows: {v}"))
+        }
+    });
+
+    let begun = Instant::now();
+    proc.signal("-TERM");
+    let (status, out, err) = proc.finish();
+    assert!(
+        status.success(),
+        "demo exits 0 on SIGTERM: {status}\n{out}\n{err}"
+    );
+    assert!(
+        out.lines().any(|l| l == "demo: stopped"),
+        "says it stopped: {out}"
+    );
+    assert!(
+        begun.elapsed() < Duration::from_secs(15),
+        "stopped within the grace periods: {:?}",
+        begun.elapsed()
+    );
+    for (name, pid, _) in &started.nodes {
+        assert!(
+            !node_alive(*pid, &started.dir),
+            "{name} (pid {pid}) is gone"
+        );
+    }
+    assert_eq!(processes_using(&started.dir), Vec::<String>::new());
+    assert!(
+        !started.dir.exists(),
+        "{} is removed",
+        started.dir.display()
+    );
+}
+
+#[test]
+fn a_node_that_cannot_start_fails_the_demo_cleanly() {
+    // An executable that exits at once, standing in for a cloudd that cannot start.
+    let mut proc = demo(&["--nodes", "2", "--players", "5", "--cloudd", "/bin/false"]);
+    let line = proc.stdout_line("`demo: dir`");
+    let dir = PathBuf::from(line.strip_prefix("demo: dir ").expect("the dir line first"));
+    let (status, out, err) = proc.finish();
+    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("node-1") && err.contains("stopped before it was ready"),
+        "says which node failed and how: {err}"
+    );
+    assert!(!dir.exists(), "{} is removed", dir.display());
+}
+
+#[test]
+fn without_cloudd_the_demo_says_where_it_looked() {
+    // A cloudctl with no cloudd beside it, and a PATH without one.
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let scratch = tempfile::tempdir_in(&base).expect("scratch dir");
+    let lonely = scratch.path().join("cloudctl");
+    if std::fs::hard_link(CLOUDCTL, &lonely).is_err() {
+        std::fs::copy(CLOUDCTL, &lonely).expect("copy cloudctl");
+    }
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir(&empty).expect("an empty PATH dir");
+    let mut cmd = command(lonely.to_str().expect("UTF-8 path"), &["demo"]);
+    cmd.env("PATH", &empty);
+    let (status, out, err) = Proc::spawn_cmd(cmd).finish();
+    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("cannot find the cloudd executable")
+            && err.contains(&*scratch.path().to_string_lossy())
+            && err.contains("PATH")
+            && err.contains("cargo build --release"),
+        "names where it looked and how to get cloudd: {err}"
+    );
+    assert!(out.is_empty(), "started nothing: {out}");
+}
