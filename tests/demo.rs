@@ -1,12 +1,20 @@
 //! `cloudctl demo` as an operator runs it (issue 6): real `cloudctl` and `cloudd` processes
 //! on 127.0.0.1. The demo must bring up a mesh with its players, and leave nothing behind
-//! (no process, no directory) when it ends, however it ends. Every wait has a deadline.
+//! (no process, no directory) when it ends, however it ends. Also the simulated players it
+//! runs (`cloudmesh::sim`), in-process against two zoned nodes. Every wait has a deadline.
 
+mod common;
 mod procs;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cloudmesh::mesh::MeshSecret;
+use cloudmesh::placement::ZoneConfig;
+use cloudmesh::proto::KeySpec;
+use cloudmesh::sim::{Crowd, CrowdConfig, Seed};
+use cloudmesh::transport::parse_fingerprint;
+use common::{node_with, within, TestNode};
 use procs::{command, wait_until, Proc, CLOUDCTL, CLOUDD};
 use serde_json::Value;
 
@@ -219,4 +227,110 @@ fn without_cloudd_the_demo_says_where_it_looked() {
         "names where it looked and how to get cloudd: {err}"
     );
     assert!(out.is_empty(), "started nothing: {out}");
+}
+
+/// Two nodes sharing a 2×1 grid of 100-unit cells (one cell each).
+async fn zoned_pair() -> (TestNode, TestNode, ZoneConfig) {
+    let zones = ZoneConfig {
+        cell_size: 100.0,
+        width: 2,
+        height: 1,
+        margin: 10.0,
+    };
+    let secret = MeshSecret::new(vec![7; 32]).expect("secret");
+    let (s, z) = (secret.clone(), zones.clone());
+    let a = node_with(move |c| {
+        c.name = "a".into();
+        c.secret = Some(s);
+        c.load_interval = Duration::from_millis(100);
+        c.rebalance_interval = Duration::ZERO;
+        c.zones = Some(z);
+    })
+    .await;
+    let (join, z) = (a.addr().to_string(), zones.clone());
+    let b = node_with(move |c| {
+        c.name = "b".into();
+        c.secret = Some(secret);
+        c.join = vec![join];
+        c.load_interval = Duration::from_millis(100);
+        c.rebalance_interval = Duration::ZERO;
+        c.zones = Some(z);
+    })
+    .await;
+    common::wait_until("both nodes share a zone map with one cell each", || {
+        let (Some(za), Some(zb)) = (a.node.zones(), b.node.zones()) else {
+            return false;
+        };
+        za == zb && za.cells_of(a.node.id()).len() == 1 && za.cells_of(b.node.id()).len() == 1
+    })
+    .await;
+    (a, b, zones)
+}
+
+fn seed(t: &TestNode) -> Seed {
+    Seed {
+        addr: t.addr(),
+        fingerprint: parse_fingerprint(t.node.fingerprint()).expect("fingerprint"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_players_post_walk_across_zones_and_leave_cleanly() {
+    common::init_test_log();
+    let (a, b, zones) = zoned_pair().await;
+    let mut config = CrowdConfig::new(vec![seed(&a), seed(&b)], zones);
+    // Quick, long strides: every player crosses the border between the two nodes often.
+    config.step_every = (Duration::from_millis(30), Duration::from_millis(60));
+    config.speed = 40.0;
+    config.batch = 4;
+    let crowd = within("the crowd connects", Crowd::start(config, 12)).await;
+    let counts = crowd.counts();
+    assert_eq!(counts.connected, 12, "{counts:?}");
+    assert_eq!(counts.by_node.values().sum::<usize>(), 12, "{counts:?}");
+
+    let watcher = a.client().await;
+    common::wait_until("players walk and are handed over between the nodes", || {
+        let c = crowd.counts();
+        c.steps >= 100 && c.migrations >= 10
+    })
+    .await;
+    // Every player holds its row and a presence row in the cell it stands in.
+    let rows = within(
+        "a get",
+        watcher.get(vec![KeySpec::primary(cloudmesh::sim::PLAYERS)]),
+    )
+    .await
+    .expect("get players");
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    let mut cells = 0;
+    for spec in ["cell.0.0", "cell.1.0"] {
+        cells += within("a get", watcher.get(vec![KeySpec::primary(spec)]))
+            .await
+            .expect("get a cell")
+            .len();
+    }
+    // A player between two cells may hold both for a moment (it enters before it leaves).
+    assert!((12..=24).contains(&cells), "{cells} presence rows");
+    let counts = crowd.counts();
+    assert_eq!(
+        (counts.errors, counts.reconnects),
+        (0, 0),
+        "migrations fail no call: {counts:?}"
+    );
+
+    within("the crowd stops", crowd.stop(Duration::from_secs(5))).await;
+    // Each node deletes a client's rows as it sees its connection close.
+    within("every player's rows are gone", async {
+        loop {
+            let rows = watcher
+                .get(vec![KeySpec::primary(cloudmesh::sim::PLAYERS)])
+                .await
+                .expect("get players");
+            if rows.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }

@@ -386,14 +386,10 @@ impl NodeProc {
         }
     }
 
-    /// Waits for it to exit until `deadline`, then kills it.
-    async fn wait_or_kill(&mut self, deadline: Instant) {
-        while self.running() {
-            if Instant::now() >= deadline {
-                self.kill();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Waits for it to exit, until `deadline` at most.
+    async fn wait_exit(&mut self, deadline: Instant) {
+        while self.running() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -536,11 +532,15 @@ impl DemoMesh {
             .iter()
             .map(|(node, n)| format!("{node} {n}"))
             .collect();
+        let spread = if spread.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", spread.join(", "))
+        };
         say(format!(
-            "demo: players {}/{} connected ({}); log {}",
+            "demo: players {}/{} connected{spread}; log {}",
             counts.connected,
             counts.players,
-            spread.join(", "),
             log.display()
         ));
         say(format!(
@@ -714,12 +714,15 @@ impl DemoMesh {
                 c.steps, c.migrations, c.reconnects, c.errors
             ));
         }
+        // All at once: a node stopping redials the peers that left before it, and waits
+        // (up to 3 s) for those attempts, so one at a time would be slower.
         for node in &mut self.nodes {
             node.terminate();
         }
         let deadline = Instant::now() + STOP_GRACE;
         for node in &mut self.nodes {
-            node.wait_or_kill(deadline).await;
+            node.wait_exit(deadline).await;
+            node.kill();
         }
         let path = self.dir.path.clone();
         if self.dir.keep {
