@@ -98,7 +98,7 @@ async fn attend(mesh: &mut DemoMesh, args: &DemoArgs, signals: &mut Signals) -> 
             _ = tick.tick() => {
                 // A node may be killed on purpose (to watch the mesh cope): say so, go on.
                 for msg in mesh.reap_exited() {
-                    eprintln!("cloudctl demo: {msg}");
+                    warn(format!("cloudctl demo: {msg}"));
                 }
             }
         }
@@ -110,6 +110,11 @@ fn say(line: impl std::fmt::Display) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// Prints a line on stderr, like [`say`] (`eprintln!` would panic once the terminal is gone).
+fn warn(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The signals that end the demo.
@@ -728,7 +733,10 @@ impl DemoMesh {
         if self.dir.keep {
             say(format!("demo: stopped; kept {}", path.display()));
         } else if let Some(e) = self.dir.remove() {
-            eprintln!("cloudctl demo: cannot remove {}: {e}", path.display());
+            warn(format!(
+                "cloudctl demo: cannot remove {}: {e}",
+                path.display()
+            ));
             say("demo: stopped");
         } else {
             say("demo: stopped");
