@@ -144,6 +144,23 @@ impl Signals {
     }
 }
 
+/// How to run this cloudctl from another terminal: `cloudctl` when that is the one on
+/// `PATH`, else its full path (e.g. a fresh clone's target/release/cloudctl).
+fn ctl_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "cloudctl".to_owned();
+    };
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("cloudctl"))
+            .find(|c| is_executable(c))
+    });
+    match on_path.and_then(|c| std::fs::canonicalize(c).ok()) {
+        Some(found) if found == me => "cloudctl".to_owned(),
+        _ => me.display().to_string(),
+    }
+}
+
 fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -553,15 +570,23 @@ impl DemoMesh {
             self.nodes.len(),
             args.players
         ));
-        let socket = self.admin_socket(0).display().to_string();
+        let ctl = format!(
+            "{} --socket {}",
+            ctl_command(),
+            self.admin_socket(0).display()
+        );
         let other = self.nodes.get(1).unwrap_or(&self.nodes[0]).name.clone();
+        say("  operate it from another terminal (any node's socket answers for the mesh):");
+        for verb in [
+            "nodes",
+            "clients",
+            "keys players",
+            &format!("drain {other}"),
+        ] {
+            say(format!("    {ctl} {verb}"));
+        }
         say(format!(
-            "  operate it from another terminal (any node's socket answers for the whole mesh):\n    \
-             cloudctl --socket {socket} nodes\n    \
-             cloudctl --socket {socket} clients\n    \
-             cloudctl --socket {socket} keys players\n    \
-             cloudctl --socket {socket} drain {other}\n  \
-             node logs: {}/node-N/logs",
+            "  node logs: {}/node-N/logs",
             self.dir.path.display()
         ));
         Ok(())
