@@ -470,11 +470,12 @@ async fn step(
             .subscribe(vec![KeySpec::primary(cell_primary(now))], None)
             .await?;
         *sub = new_sub; // dropping the old subscription unsubscribes it
-        client
-            .release(vec![Key::new(cell_primary(*cell), n)])
-            .await?;
+                        // Likewise shown in the new cell before gone from the old one.
         client
             .post(Key::new(cell_primary(now), n), presence_row(n))
+            .await?;
+        client
+            .release(vec![Key::new(cell_primary(*cell), n)])
             .await?;
         *cell = now;
     }
