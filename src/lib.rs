@@ -11,6 +11,7 @@ pub mod mesh;
 pub mod node;
 pub mod placement;
 pub mod proto;
+pub mod sim;
 pub mod store;
 pub mod transport;
 
