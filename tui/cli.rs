@@ -207,6 +207,19 @@ pub enum Command {
         \"cpu\":..,\"rtt\":..,\"zone\":..,\"total\":..|null}, ...],\"explain\":\"<the table>\"}."
     )]
     Place(PlaceArgs),
+    /// The live console: nodes, clients, keys, zones and events, with drain and migrate.
+    #[command(long_about = "The live console: a full-screen view of the mesh through the \
+        admin socket (--socket), live through its watch.\n\n\
+        Tabs (1-4, Tab): the overview (nodes with state, host ★, clients, rows, CPU, memory \
+        and a msgs/s history; the selected node's clients; the newest events), the key \
+        browser (primary keys, then the rows under one, live), the zone map, the event \
+        log. Keys: ↑/↓ select, Enter opens, Esc goes back, d drains and u undrains the \
+        selected node (y confirms), m migrates the selected client, r rebalances, / \
+        filters, ? lists every key, q quits.\n\n\
+        If the daemon goes away the console says so and reconnects. Logs go to \
+        $XDG_STATE_HOME/cloudmesh/cloudctl-tui.log (level from CLOUDCTL_LOG). Needs a \
+        terminal of at least 80×24. Exits 3 when no daemon answers on --socket at start.")]
+    Tui,
     /// Print a shell completion script.
     #[command(
         long_about = "Print a completion script for SHELL to stdout. Needs no daemon.\n\n\

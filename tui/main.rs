@@ -4,6 +4,7 @@ mod admin_cmds;
 mod bench_cmd;
 mod cli;
 mod client_cmds;
+mod console;
 mod output;
 mod tables;
 
@@ -39,6 +40,7 @@ async fn main() -> ExitCode {
         Command::Rebalance => admin_cmds::rebalance(&cli.socket, cli.json).await,
         Command::Place(args) => admin_cmds::place(args, &cli.socket, cli.json).await,
         Command::Completions(args) => admin_cmds::completions(args),
+        Command::Tui => console::run(cli.socket).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
