@@ -959,6 +959,7 @@ impl App {
 
     /// Replaces the member list, keeping each node's history and the cursor's node.
     fn replace_nodes(&mut self, fresh: Vec<NodeInfo>) {
+        let keep = self.keep(ListKind::Nodes);
         let mut old = std::mem::take(&mut self.nodes);
         self.nodes = fresh
             .into_iter()
@@ -977,7 +978,7 @@ impl App {
                 },
             )
             .collect();
-        self.refilter(ListKind::Nodes);
+        self.refilter_keeping(ListKind::Nodes, keep);
     }
 
     fn node_mut(&mut self, name: &str) -> Option<&mut NodeRow> {
@@ -1099,6 +1100,7 @@ impl App {
     }
 
     fn upsert_row(&mut self, info: RowInfo) {
+        let keep = self.keep(ListKind::Rows);
         let owner = info.owner.clone();
         let order = (info.secondary, owner.as_str());
         let entry = RowEntry {
@@ -1116,7 +1118,7 @@ impl App {
             }
             Err(i) => self.rows.insert(i, entry),
         }
-        self.refilter(ListKind::Rows);
+        self.refilter_keeping(ListKind::Rows, keep);
     }
 
     fn delete_row(&mut self, info: &RowInfo) {
@@ -1127,8 +1129,9 @@ impl App {
         {
             // A deletion carries its own, newer version; an older one is stale.
             if self.rows[i].info.version <= info.version {
+                let keep = self.keep(ListKind::Rows);
                 self.rows.remove(i);
-                self.refilter(ListKind::Rows);
+                self.refilter_keeping(ListKind::Rows, keep);
             }
         }
     }
@@ -1350,50 +1353,60 @@ impl App {
 
     /// Recomputes which items of a list pass its filter, keeping the cursor on its item.
     pub fn refilter(&mut self, kind: ListKind) {
+        let keep = self.keep(kind);
+        self.refilter_keeping(kind, keep);
+    }
+
+    /// What the cursor of a list is on, to find it again after the list changed.
+    fn keep(&self, kind: ListKind) -> Keep {
+        match kind {
+            ListKind::Nodes => self
+                .selected_node()
+                .map_or(Keep::Nothing, |n| Keep::Name(n.info.name.clone())),
+            ListKind::Clients => self
+                .client_view
+                .selected_item()
+                .and_then(|i| self.clients.get(i))
+                .map_or(Keep::Nothing, |c| Keep::Name(c.id.clone())),
+            ListKind::Primaries => self
+                .primary_view
+                .selected_item()
+                .and_then(|i| self.primaries.get(i))
+                .map_or(Keep::Nothing, |p| Keep::Name(p.primary.clone())),
+            ListKind::Rows => self.selected_row().map_or(Keep::Nothing, |r| {
+                Keep::Row(r.info.secondary, r.info.owner.clone())
+            }),
+            // Entries have no identity; `log_at` keeps the cursor where it was.
+            ListKind::Events => Keep::Nothing,
+        }
+    }
+
+    /// Recomputes `visible` of a list after its items or filter changed; the cursor goes to
+    /// the item `keep` names when it is still there.
+    fn refilter_keeping(&mut self, kind: ListKind, keep: Keep) {
+        let name = |s: &str| matches!(&keep, Keep::Name(k) if k == s);
         match kind {
             ListKind::Nodes => {
-                let keep = self.selected_node().map(|n| n.info.name.clone());
                 self.node_view
-                    .rebuild(self.nodes.iter(), node_matches, |n| {
-                        Some(&n.info.name) == keep.as_ref()
-                    });
-                if self.selected_node().map(|n| &n.info.name) != keep.as_ref() {
+                    .rebuild(self.nodes.iter(), node_matches, |n| name(&n.info.name));
+                if self.selected_node().is_none_or(|n| !name(&n.info.name)) {
                     self.clients_changed_node();
                 }
             }
             ListKind::Clients => {
-                let keep = self
-                    .client_view
-                    .selected_item()
-                    .and_then(|i| self.clients.get(i))
-                    .map(|c| c.id.clone());
                 self.client_view
-                    .rebuild(self.clients.iter(), client_matches, |c| {
-                        Some(&c.id) == keep.as_ref()
-                    });
+                    .rebuild(self.clients.iter(), client_matches, |c| name(&c.id));
             }
             ListKind::Primaries => {
-                let keep = self
-                    .primary_view
-                    .selected_item()
-                    .and_then(|i| self.primaries.get(i))
-                    .map(|p| p.primary.clone());
                 self.primary_view
-                    .rebuild(self.primaries.iter(), primary_matches, |p| {
-                        Some(&p.primary) == keep.as_ref()
-                    });
+                    .rebuild(self.primaries.iter(), primary_matches, |p| name(&p.primary));
             }
             ListKind::Rows => {
-                let keep = self
-                    .selected_row()
-                    .map(|r| (r.info.secondary, r.info.owner.clone()));
                 self.row_view.rebuild(self.rows.iter(), row_matches, |r| {
-                    keep.as_ref()
-                        .is_some_and(|(s, o)| r.info.secondary == *s && r.info.owner == *o)
+                    matches!(&keep, Keep::Row(s, o) if r.info.secondary == *s && r.info.owner == *o)
                 });
             }
             ListKind::Events => {
-                // Entries have no identity; the cursor stays where it is (log_at adjusts).
                 self.log_view.rebuild(
                     self.log.iter(),
                     |e, f| e.text.to_lowercase().contains(f),
@@ -1410,6 +1423,17 @@ impl App {
     fn clients_changed_node(&mut self) {
         self.clients_poll.last_ms = None;
     }
+}
+
+/// The item a cursor was on.
+#[derive(Debug)]
+enum Keep {
+    /// Nothing (an empty list).
+    Nothing,
+    /// A node, client or primary key by name.
+    Name(String),
+    /// A row by (secondary, owner).
+    Row(u32, String),
 }
 
 /// A node known by name only (its link came up before its member record).

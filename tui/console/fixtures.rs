@@ -163,24 +163,10 @@ pub fn live_app() -> App {
         n.msgs_per_sec = v;
         app.apply(event(20 - i as u64, Event::Load(n)));
     }
-    let polls = app.due_polls();
+    let polls = answer_polls(&mut app);
     assert!(polls.contains(&Poll::Clients {
         node: "node-1".into()
     }));
-    for p in polls {
-        let answer = match &p {
-            Poll::Clients { .. } => Response::Clients {
-                clients: (1..=12).map(|n| client(n, "node-1", n * 37)).collect(),
-                incomplete: vec![],
-            },
-            Poll::Nodes => Response::Nodes { nodes: nodes() },
-            Poll::Primaries => Response::Primaries {
-                primaries: primaries(),
-                incomplete: vec![],
-            },
-        };
-        app.poll_done(p, Ok(answer));
-    }
     app.apply(event(
         300,
         Event::NodeUp {
@@ -224,8 +210,30 @@ pub fn live_app() -> App {
             rows: 3,
         },
     ));
+    // NodeUp asked for the member list.
+    answer_polls(&mut app);
     app.status = None;
     app
+}
+
+/// Answers the polls due with the fixture mesh; returns them.
+pub fn answer_polls(app: &mut App) -> Vec<Poll> {
+    let polls = app.due_polls();
+    for p in polls.clone() {
+        let answer = match &p {
+            Poll::Clients { node } => Response::Clients {
+                clients: (1..=12).map(|n| client(n, node, n * 37)).collect(),
+                incomplete: vec![],
+            },
+            Poll::Nodes => Response::Nodes { nodes: nodes() },
+            Poll::Primaries => Response::Primaries {
+                primaries: primaries(),
+                incomplete: vec![],
+            },
+        };
+        app.poll_done(p, Ok(answer));
+    }
+    polls
 }
 
 /// Primary keys with counts.

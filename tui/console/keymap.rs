@@ -327,6 +327,13 @@ pub const BINDINGS: &[Binding] = &[
         None,
     ),
     b(
+        Scope::List,
+        &[Key::Code(C::Esc)],
+        Intent::Back,
+        "clear the list's filter (then, where there is one, go back)",
+        None,
+    ),
+    b(
         Scope::Nodes,
         &[Key::Code(C::Enter)],
         Intent::Open,

@@ -14,7 +14,7 @@ use std::sync::{Mutex, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use cloudmesh::admin::{AdminClient, Command, Response};
+use cloudmesh::admin::{AdminClient, AdminClientError, Command, Response};
 use crossterm::event::{Event as TermEvent, EventStream};
 use crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
@@ -237,10 +237,10 @@ async fn watch_once(
 ) -> (String, bool) {
     let mut client = match AdminClient::connect(socket).await {
         Ok(c) => c,
-        Err(e) => return (first_line(&e.to_string()).to_owned(), false),
+        Err(e) => return (why(e), false),
     };
     if let Err(e) = client.send(Command::Watch { key }).await {
-        return (e.to_string(), false);
+        return (why(e), false);
     }
     let mut live = false;
     loop {
@@ -255,8 +255,18 @@ async fn watch_once(
                     return ("the console closed".to_owned(), live);
                 }
             }
-            Err(e) => return (e.to_string(), live),
+            Err(e) => return (why(e), live),
         }
+    }
+}
+
+/// A lost watch in a few words (the status line names the socket already).
+fn why(e: AdminClientError) -> String {
+    match e {
+        AdminClientError::NoDaemon { source, .. } => format!("no daemon: {source}"),
+        AdminClientError::PermissionDenied { .. } => "permission denied".to_owned(),
+        AdminClientError::Closed => "the daemon closed the connection".to_owned(),
+        AdminClientError::Frame(e) => e.to_string(),
     }
 }
 

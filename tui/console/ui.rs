@@ -241,7 +241,7 @@ fn draw_nodes(frame: &mut Frame, app: &App, area: Rect) {
         .unwrap_or(4)
         .clamp(4, 24) as u16;
     // Fixed columns first; what is left goes to the sparkline, then the addresses.
-    let fixed = [2, name_w, 9, 9, 7, 4, 8, 6];
+    let fixed = [2, name_w, 9, 11, 7, 4, 7, 6];
     let inner = area.width.saturating_sub(2 + 2) as usize;
     let used: usize = fixed.iter().map(|w| *w as usize).sum::<usize>() + fixed.len() + 1;
     let rest = inner.saturating_sub(used);
@@ -250,16 +250,16 @@ fn draw_nodes(frame: &mut Frame, app: &App, area: Rect) {
     widths.push(Constraint::Length(spark_w as u16));
     widths.push(Constraint::Fill(1));
     let header = Row::new([
-        "",
-        "NAME",
-        "STATE",
-        "CLIENTS",
-        "ROWS",
-        "CPU",
-        "MEMORY",
-        "MSGS/S",
-        "HISTORY",
-        "ADDRESSES",
+        Cell::from(""),
+        Cell::from("NAME"),
+        Cell::from("STATE"),
+        Cell::from("CLIENTS"),
+        right("ROWS"),
+        right("CPU"),
+        right("MEMORY"),
+        right("MSGS/S"),
+        Cell::from("HISTORY"),
+        Cell::from("ADDRESSES"),
     ]);
     windowed_table(
         frame,
@@ -308,10 +308,10 @@ fn node_row(n: &NodeRow, spark_w: usize) -> Row<'static> {
         Cell::from(name),
         Cell::from(state).style(state_style),
         Cell::from(clients),
-        Cell::from(info.rows.to_string()),
-        Cell::from(format!("{:.0}%", info.cpu_percent)),
-        Cell::from(fmt_bytes(info.memory_bytes)),
-        Cell::from(fmt_rate(info.msgs_per_sec)),
+        right(info.rows.to_string()),
+        right(format!("{:.0}%", info.cpu_percent)),
+        right(fmt_bytes(info.memory_bytes)),
+        right(fmt_rate(info.msgs_per_sec)),
         Cell::from(sparkline(&n.history, spark_w)).style(Style::new().fg(Color::Green)),
         Cell::from(addresses(&info.addresses)),
     ]);
@@ -320,6 +320,11 @@ fn node_row(n: &NodeRow, spark_w: usize) -> Row<'static> {
     } else {
         row
     }
+}
+
+/// A right-aligned cell (numbers).
+fn right<'a>(text: impl Into<String>) -> Cell<'a> {
+    Cell::from(Line::from(text.into()).right_aligned())
 }
 
 fn state_style(state: &str) -> Style {
@@ -358,7 +363,7 @@ fn draw_clients(frame: &mut Frame, app: &App, area: Rect) {
     let empty = ListView::default();
     let view = if current { &app.client_view } else { &empty };
     let mut t = title(name, view, total, note);
-    if !focused && current && total > 0 && app.tab == Tab::Overview {
+    if app.focus == Focus::Nodes && current && total > 0 {
         t.spans.push(Span::styled("Enter to select ", DIM));
     }
     let widths = vec![
@@ -369,7 +374,14 @@ fn draw_clients(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(5),
         Constraint::Length(9),
     ];
-    let header = Row::new(["ID", "ADDRESS", "RTT", "ZONE", "ROWS", "CONNECTED"]);
+    let header = Row::new([
+        Cell::from("ID"),
+        Cell::from("ADDRESS"),
+        right("RTT"),
+        Cell::from("ZONE"),
+        right("ROWS"),
+        right("CONNECTED"),
+    ]);
     let now = app.now_ms;
     windowed_table(
         frame,
@@ -382,12 +394,12 @@ fn draw_clients(frame: &mut Frame, app: &App, area: Rect) {
         |i| {
             let c = &app.clients[i];
             Row::new([
-                c.id.clone(),
-                c.address.clone(),
-                format!("{:.1}ms", c.rtt_ms),
-                c.zone.map_or("-".to_owned(), |(x, y)| format!("{x},{y}")),
-                c.rows.to_string(),
-                fmt_age(now.saturating_sub(c.connected_at_ms)),
+                Cell::from(c.id.clone()),
+                Cell::from(c.address.clone()),
+                right(format!("{:.1}ms", c.rtt_ms)),
+                Cell::from(c.zone.map_or("-".to_owned(), |(x, y)| format!("{x},{y}"))),
+                right(c.rows.to_string()),
+                right(fmt_age(now.saturating_sub(c.connected_at_ms))),
             ])
         },
     );
@@ -475,7 +487,7 @@ fn draw_keys(frame: &mut Frame, app: &App, area: Rect) {
                 .as_deref()
                 .or((!app.primaries_loaded).then_some("loading…")),
         );
-        let header = Row::new(["PRIMARY", "ROWS", "HELD ON"]);
+        let header = Row::new([Cell::from("PRIMARY"), right("ROWS"), Cell::from("HELD ON")]);
         let widths = vec![
             Constraint::Fill(2),
             Constraint::Length(8),
@@ -491,7 +503,11 @@ fn draw_keys(frame: &mut Frame, app: &App, area: Rect) {
             focused,
             |i| {
                 let p = &app.primaries[i];
-                Row::new([p.primary.clone(), p.rows.to_string(), p.nodes.join(", ")])
+                Row::new([
+                    Cell::from(p.primary.clone()),
+                    right(p.rows.to_string()),
+                    Cell::from(p.nodes.join(", ")),
+                ])
             },
         );
         return;
@@ -521,7 +537,14 @@ fn draw_keys(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(6),
         Constraint::Fill(1),
     ];
-    let header = Row::new(["SECONDARY", "OWNER", "NODE", "VERSION", "SIZE", "DATA"]);
+    let header = Row::new([
+        right("SECONDARY"),
+        Cell::from("OWNER"),
+        Cell::from("NODE"),
+        right("VERSION"),
+        right("SIZE"),
+        Cell::from("DATA"),
+    ]);
     let now = app.now_ms;
     windowed_table(
         frame,
@@ -534,12 +557,12 @@ fn draw_keys(frame: &mut Frame, app: &App, area: Rect) {
         |i| {
             let r = &app.rows[i];
             let row = Row::new([
-                r.info.secondary.to_string(),
-                r.info.owner.clone(),
-                r.info.node.clone(),
-                r.info.version.to_string(),
-                r.info.size.to_string(),
-                data_preview(&r.info.data, &r.info.encoding, 200),
+                right(r.info.secondary.to_string()),
+                Cell::from(r.info.owner.clone()),
+                Cell::from(r.info.node.clone()),
+                right(r.info.version.to_string()),
+                right(r.info.size.to_string()),
+                Cell::from(data_preview(&r.info.data, &r.info.encoding, 200)),
             ]);
             if r.changed_at_ms > 0 && now.saturating_sub(r.changed_at_ms) < ROW_FLASH_MS {
                 row.style(Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD))
@@ -827,7 +850,9 @@ fn draw_help(frame: &mut Frame, app: &App, area: Rect, scroll: u16) {
 }
 
 fn draw_confirm(frame: &mut Frame, area: Rect, question: &str, detail: &str) {
-    let at = centered(area, 64, 9);
+    // Border, question, blank, the detail wrapped at 60, blank, the keys.
+    let detail_lines = detail.chars().count().div_ceil(58).max(1) as u16;
+    let at = centered(area, 64, 6 + detail_lines);
     let text = Text::from(vec![
         Line::from(Span::styled(question.to_owned(), HEADER)),
         Line::from(""),
@@ -861,7 +886,7 @@ fn draw_picker(
     choices: &[String],
     view: &ListView,
 ) {
-    let h = (choices.len() as u16 + 4).min(area.height.saturating_sub(2));
+    let h = (choices.len() as u16 + 3).min(area.height.saturating_sub(2));
     let at = centered(area, 64, h);
     let t = Line::from(vec![Span::styled(
         format!(" Migrate {client} (on {from}) to… "),
@@ -871,7 +896,7 @@ fn draw_picker(
         .title(t)
         .border_style(Style::new().fg(Color::Yellow));
     frame.render_widget(Clear, at);
-    let header = Row::new(["NODE", "STATE", "CLIENTS"]);
+    let header = Row::new([Cell::from("NODE"), Cell::from("STATE"), right("CLIENTS")]);
     let widths = vec![
         Constraint::Fill(1),
         Constraint::Length(10),
@@ -884,7 +909,7 @@ fn draw_picker(
                 let row = Row::new([
                     Cell::from(name.to_owned()),
                     Cell::from(n.info.state.clone()).style(state_style(&n.info.state)),
-                    Cell::from(format!("{}/{}", n.info.clients, n.info.capacity)),
+                    right(format!("{}/{}", n.info.clients, n.info.capacity)),
                 ]);
                 if n.info.state == "Active" {
                     row
