@@ -90,7 +90,9 @@ pub fn client(n: u64, node: &str, age_s: u64) -> ClientInfo {
         node: node.to_owned(),
         address: format!("127.0.0.1:{}", 50_000 + n),
         rtt_ms: 0.4 + n as f64 / 10.0,
-        zone: (n % 2 == 0).then_some(((n % 6) as u32, (n % 4) as u32)),
+        zone: n
+            .is_multiple_of(2)
+            .then_some(((n % 6) as u32, (n % 4) as u32)),
         position: None,
         rows: (n % 3) as usize,
         connected_at_ms: NOW - age_s * 1000,

@@ -330,7 +330,7 @@ pub const BINDINGS: &[Binding] = &[
         Scope::List,
         &[Key::Code(C::Esc)],
         Intent::Back,
-        "clear the list's filter (then, where there is one, go back)",
+        "clear the list's filter, else go back",
         None,
     ),
     b(

@@ -14,7 +14,7 @@ use ratatui::widgets::{
 use ratatui::Frame;
 
 use super::app::{App, Focus, ListView, LogEntry, LogKind, Modal, NodeRow, Tab, ROW_FLASH_MS};
-use super::keymap;
+use super::keymap::{self, Scope};
 
 /// The smallest terminal the console draws in.
 pub const MIN_WIDTH: u16 = 80;
@@ -76,7 +76,8 @@ fn too_small(frame: &mut Frame, area: Rect) {
         )),
         Line::from("(q quits)"),
     ]);
-    let h = 3.min(area.height);
+    // Room for the lines wrapped on a very narrow terminal.
+    let h = 5.min(area.height);
     let top = area.y + area.height.saturating_sub(h) / 2;
     let at = Rect::new(area.x, top, area.width, h);
     frame.render_widget(
@@ -241,7 +242,7 @@ fn draw_nodes(frame: &mut Frame, app: &App, area: Rect) {
         .unwrap_or(4)
         .clamp(4, 24) as u16;
     // Fixed columns first; what is left goes to the sparkline, then the addresses.
-    let fixed = [2, name_w, 9, 11, 7, 4, 7, 6];
+    let fixed = [2, name_w, 12, 11, 7, 4, 7, 6];
     let inner = area.width.saturating_sub(2 + 2) as usize;
     let used: usize = fixed.iter().map(|w| *w as usize).sum::<usize>() + fixed.len() + 1;
     let rest = inner.saturating_sub(used);
@@ -253,7 +254,7 @@ fn draw_nodes(frame: &mut Frame, app: &App, area: Rect) {
         Cell::from(""),
         Cell::from("NAME"),
         Cell::from("STATE"),
-        Cell::from("CLIENTS"),
+        right("CLIENTS"),
         right("ROWS"),
         right("CPU"),
         right("MEMORY"),
@@ -293,10 +294,13 @@ fn node_row(n: &NodeRow, spark_w: usize) -> Row<'static> {
     } else {
         info.name.clone()
     };
-    let (state, state_style) = if n.lost {
-        ("lost".to_owned(), Style::new().fg(Color::Red))
-    } else {
-        (info.state.clone(), state_style(&info.state))
+    let (state, state_style) = match n.drain {
+        _ if n.lost => ("lost".to_owned(), Style::new().fg(Color::Red)),
+        Some((moved, remaining)) if info.state == "Draining" => (
+            format!("Draining {}%", moved * 100 / (moved + remaining).max(1)),
+            state_style(&info.state),
+        ),
+        _ => (info.state.clone(), state_style(&info.state)),
     };
     let clients = if info.capacity > 0 {
         format!("{}/{}", info.clients, info.capacity)
@@ -307,7 +311,7 @@ fn node_row(n: &NodeRow, spark_w: usize) -> Row<'static> {
         Cell::from(mark).style(Style::new().fg(Color::Yellow)),
         Cell::from(name),
         Cell::from(state).style(state_style),
-        Cell::from(clients),
+        right(clients),
         right(info.rows.to_string()),
         right(format!("{:.0}%", info.cpu_percent)),
         right(fmt_bytes(info.memory_bytes)),
@@ -779,27 +783,46 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn draw_bar(frame: &mut Frame, app: &App, area: Rect) {
-    let mut spans = Vec::new();
+    // What this view's keys do on the left; the keys that work everywhere on the right, so
+    // `? help` and `q quit` stay visible however narrow the terminal.
+    let (global, local): (Vec<Scope>, Vec<Scope>) = app
+        .scopes()
+        .into_iter()
+        .partition(|s| matches!(s, Scope::Global | Scope::Always));
+    let mut left = Vec::new();
     if app.editing_filter {
         let text = app
             .current_list()
             .map_or(String::new(), |k| app.view(k).filter.clone());
-        spans.push(Span::styled(
+        left.push(Span::styled(
             format!(" /{text}▏ "),
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ));
     }
-    for (key, word) in keymap::bar(&app.scopes()) {
+    let hint = |spans: &mut Vec<Span<'static>>, key: String, word: &'static str| {
         spans.push(Span::styled(
             format!(" {key}"),
             Style::new().fg(ACCENT).add_modifier(Modifier::BOLD),
         ));
         spans.push(Span::raw(format!(" {word} ")));
+    };
+    for (key, word) in keymap::bar(&local) {
+        hint(&mut left, key, word);
     }
-    frame.render_widget(
-        Paragraph::new(Line::from(spans)).style(DIM.fg(Color::Gray)),
-        area,
-    );
+    let mut right = Vec::new();
+    for (key, word) in keymap::bar(&global) {
+        // Nothing to filter on the zone map.
+        if key == "/" && app.current_list().is_none() {
+            continue;
+        }
+        hint(&mut right, key, word);
+    }
+    let right_w: usize = right.iter().map(|s| s.content.chars().count()).sum();
+    let [left_area, right_area] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_w as u16)]).areas(area);
+    let style = DIM.fg(Color::Gray);
+    frame.render_widget(Paragraph::new(Line::from(left)).style(style), left_area);
+    frame.render_widget(Paragraph::new(Line::from(right)).style(style), right_area);
 }
 
 /// A rectangle of at most `w`×`h` in the middle of `area`.
