@@ -1058,6 +1058,8 @@ impl App {
                 );
                 if let Some(n) = self.node_mut(&node) {
                     n.drain = Some((moved, remaining));
+                    // Fresher than its last load report.
+                    n.info.clients = u32::try_from(remaining).unwrap_or(u32::MAX);
                 }
             }
             Event::Migrated { client, from, to } => {

@@ -91,6 +91,10 @@ fn a_snapshot_then_events_keep_the_nodes_current() {
         },
     ));
     assert_eq!(app.nodes[2].drain, Some((5, 70)));
+    assert_eq!(
+        app.nodes[2].info.clients, 70,
+        "the count falls with the drain"
+    );
     assert_eq!(last_log(&app), "node-3 draining: 5 moved, 70 left");
     app.apply(event(
         2,
