@@ -626,6 +626,13 @@ impl App {
         if key.kind == KeyEventKind::Release {
             return None;
         }
+        if let (KeyCode::Char(c), KeyModifiers::ALT) = (key.code, key.modifiers) {
+            // Esc and a key typed fast (or sent together, as tmux does) arrive as Alt+key;
+            // the console binds no Alt keys, so it is taken as the two.
+            let esc = self.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+            let then = self.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+            return then.or(esc);
+        }
         let scopes = self.scopes();
         let intent = keymap::lookup(&scopes, &key);
         if intent == Some(Intent::Quit) {

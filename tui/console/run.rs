@@ -51,19 +51,19 @@ static PANICKED: AtomicBool = AtomicBool::new(false);
 
 /// Runs the console on the daemon at `socket` until the operator quits.
 ///
-/// Fails before touching the terminal when stdout is not a terminal or when no daemon
-/// answers on `socket` (as an [`AdminFailure`], so `cloudctl` exits 3 like the other
-/// verbs). Once running, a lost daemon is waited for, not an error.
+/// Fails before touching the terminal when no daemon answers on `socket` (as an
+/// [`AdminFailure`], so `cloudctl` exits 3 like the other verbs) or stdout is not a
+/// terminal. Once running, a lost daemon is waited for, not an error.
 pub async fn run(socket: PathBuf) -> anyhow::Result<()> {
-    if !io::stdout().is_terminal() {
-        anyhow::bail!("cloudctl tui needs a terminal (stdout is not one)");
-    }
     // Fail early and plainly for a wrong --socket, rather than inside a screen that waits.
     drop(
         AdminClient::connect(&socket)
             .await
             .map_err(AdminFailure::from)?,
     );
+    if !io::stdout().is_terminal() {
+        anyhow::bail!("cloudctl tui needs a terminal (stdout is not one)");
+    }
     let log_path = init_log();
     tracing::info!(socket = %socket.display(), "console starting");
     let mut app = App::new(

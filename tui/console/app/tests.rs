@@ -838,3 +838,17 @@ fn key_releases_are_ignored() {
     release.kind = KeyEventKind::Release;
     assert_eq!(app.handle_key(release), None);
 }
+
+#[test]
+fn esc_and_a_key_sent_together_are_both_taken() {
+    let mut app = live_app();
+    app.handle_key(key(KeyCode::Enter));
+    assert_eq!(app.focus, Focus::Clients);
+    // What a terminal sends for Esc followed at once by `2`: Alt+2.
+    let alt2 = KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT);
+    assert_eq!(app.handle_key(alt2), None);
+    assert_eq!(app.focus, Focus::Nodes);
+    assert_eq!(app.tab, Tab::Keys);
+    let alt_q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::ALT);
+    assert_eq!(app.handle_key(alt_q), Some(Action::Quit));
+}
