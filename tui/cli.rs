@@ -207,6 +207,19 @@ pub enum Command {
         \"cpu\":..,\"rtt\":..,\"zone\":..,\"total\":..|null}, ...],\"explain\":\"<the table>\"}."
     )]
     Place(PlaceArgs),
+    /// The live console: nodes, clients, keys, zones and events, with drain and migrate.
+    #[command(long_about = "The live console: a full-screen view of the mesh through the \
+        admin socket (--socket), live through its watch.\n\n\
+        Tabs (1-4, Tab): the overview (nodes with state, host ★, clients, rows, CPU, memory \
+        and a msgs/s history; the selected node's clients; the newest events), the key \
+        browser (primary keys, then the rows under one, live), the zone map, the event \
+        log. Keys: ↑/↓ select, Enter opens, Esc goes back, d drains and u undrains the \
+        selected node (y confirms), m migrates the selected client, r rebalances, / \
+        filters, ? lists every key, q quits.\n\n\
+        If the daemon goes away the console says so and reconnects. Logs go to \
+        $XDG_STATE_HOME/cloudmesh/cloudctl-tui.log (level from CLOUDCTL_LOG). Needs a \
+        terminal of at least 80×24. Exits 3 when no daemon answers on --socket at start.")]
+    Tui,
     /// Print a shell completion script.
     #[command(
         long_about = "Print a completion script for SHELL to stdout. Needs no daemon.\n\n\
@@ -225,7 +238,9 @@ pub enum Command {
         they form one mesh; then connects --players simulated players (real SDK clients) \
         that post their row players/N, watch the zone cell they stand in (cell.X.Y) and \
         walk across the zone grid, so the mesh hands them over between nodes. Then it \
-        waits until Ctrl-C (or SIGTERM, or the terminal closing) and stops everything it \
+        opens the live console (`cloudctl tui`) on node-1's admin socket (with \
+        --no-console it waits for Ctrl-C instead). When the console quits (q, Ctrl-C, \
+        SIGTERM, or the terminal closing) it stops everything it \
         started: the players leave, every cloudd gets SIGTERM (SIGKILL after 5 s), and the \
         directory is removed (kept with --keep).\n\n\
         Each node's admin socket is printed, so another terminal can operate the mesh, \

@@ -77,15 +77,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// What the demo does while the mesh runs, until the operator is done.
 async fn attend(mesh: &mut DemoMesh, args: &DemoArgs, signals: &mut Signals) -> anyhow::Result<()> {
-    // The console plugs in here, on node-1's socket:
-    //   if !args.no_console {
-    //       return tokio::select! {
-    //           r = console::run(mesh.admin_socket(0).to_owned()) => r,
-    //           _ = signals.recv() => Ok(()),
-    //       };
-    //   }
     if !args.no_console {
-        say("demo: (this build has no console yet; use the commands above)");
+        // The console quits on `q`, Ctrl-C, SIGTERM and SIGHUP by itself, restoring the
+        // terminal; then the demo stops everything it started. Nothing else may print while
+        // it owns the screen.
+        return crate::console::run(mesh.admin_socket(0).to_owned()).await;
     }
     say("demo: Ctrl-C stops the demo");
     let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -4,6 +4,7 @@ mod admin_cmds;
 mod bench_cmd;
 mod cli;
 mod client_cmds;
+mod console;
 mod demo;
 mod output;
 mod tables;
@@ -41,6 +42,7 @@ async fn main() -> ExitCode {
         Command::Place(args) => admin_cmds::place(args, &cli.socket, cli.json).await,
         Command::Completions(args) => admin_cmds::completions(args),
         Command::Demo(args) => demo::run(args).await,
+        Command::Tui => console::run(cli.socket).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
