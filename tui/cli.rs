@@ -208,7 +208,8 @@ pub enum Command {
     )]
     Place(PlaceArgs),
     /// The live console: nodes, clients, keys, zones and events, with drain and migrate.
-    #[command(long_about = "The live console: a full-screen view of the mesh through the \
+    #[command(
+        long_about = "The live console: a full-screen view of the mesh through the \
         admin socket (--socket), live through its watch.\n\n\
         Tabs (1-4, Tab): the overview (nodes with state, host ★, clients, rows, CPU, memory \
         and a msgs/s history; the selected node's clients; the newest events), the key \
@@ -218,7 +219,8 @@ pub enum Command {
         filters, ? lists every key, q quits.\n\n\
         If the daemon goes away the console says so and reconnects. Logs go to \
         $XDG_STATE_HOME/cloudmesh/cloudctl-tui.log (level from CLOUDCTL_LOG). Needs a \
-        terminal of at least 80×24. Exits 3 when no daemon answers on --socket at start.")]
+        terminal of at least 80×24. Exits 3 when no daemon answers on --socket at start."
+    )]
     Tui,
     /// Print a shell completion script.
     #[command(
