@@ -28,28 +28,7 @@ fn mesh_config(c: &mut NodeConfig, name: &str) {
 }
 
 async fn mesh3() -> Vec<TestNode> {
-    let a = node_with(|c| mesh_config(c, "a")).await;
-    let via = a.addr().to_string();
-    let v2 = via.clone();
-    let b = node_with(move |c| {
-        mesh_config(c, "b");
-        c.join = vec![v2];
-    })
-    .await;
-    let c = node_with(move |c| {
-        mesh_config(c, "c");
-        c.join = vec![via];
-    })
-    .await;
-    let nodes = vec![a, b, c];
-    // Linked, and each has every node's load (placement needs them to pick targets).
-    wait_until("a full mesh of three with loads", || {
-        nodes
-            .iter()
-            .all(|t| t.node.peers().len() == 2 && t.node.loads().len() == 3)
-    })
-    .await;
-    nodes
+    mesh_of(&["a", "b", "c"], mesh_config).await
 }
 
 /// Serves `node`'s admin socket in its data directory; returns the path.

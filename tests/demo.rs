@@ -9,12 +9,10 @@ mod procs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cloudmesh::mesh::MeshSecret;
-use cloudmesh::placement::ZoneConfig;
 use cloudmesh::proto::KeySpec;
 use cloudmesh::sim::{Crowd, CrowdConfig, Seed};
 use cloudmesh::transport::parse_fingerprint;
-use common::{node_with, within, TestNode};
+use common::{within, TestNode};
 use procs::{command, wait_until, Proc, CLOUDCTL, CLOUDD};
 use serde_json::Value;
 
@@ -229,44 +227,6 @@ fn without_cloudd_the_demo_says_where_it_looked() {
     assert!(out.is_empty(), "started nothing: {out}");
 }
 
-/// Two nodes sharing a 2×1 grid of 100-unit cells (one cell each).
-async fn zoned_pair() -> (TestNode, TestNode, ZoneConfig) {
-    let zones = ZoneConfig {
-        cell_size: 100.0,
-        width: 2,
-        height: 1,
-        margin: 10.0,
-    };
-    let secret = MeshSecret::new(vec![7; 32]).expect("secret");
-    let (s, z) = (secret.clone(), zones.clone());
-    let a = node_with(move |c| {
-        c.name = "a".into();
-        c.secret = Some(s);
-        c.load_interval = Duration::from_millis(100);
-        c.rebalance_interval = Duration::ZERO;
-        c.zones = Some(z);
-    })
-    .await;
-    let (join, z) = (a.addr().to_string(), zones.clone());
-    let b = node_with(move |c| {
-        c.name = "b".into();
-        c.secret = Some(secret);
-        c.join = vec![join];
-        c.load_interval = Duration::from_millis(100);
-        c.rebalance_interval = Duration::ZERO;
-        c.zones = Some(z);
-    })
-    .await;
-    common::wait_until("both nodes share a zone map with one cell each", || {
-        let (Some(za), Some(zb)) = (a.node.zones(), b.node.zones()) else {
-            return false;
-        };
-        za == zb && za.cells_of(a.node.id()).len() == 1 && za.cells_of(b.node.id()).len() == 1
-    })
-    .await;
-    (a, b, zones)
-}
-
 fn seed(t: &TestNode) -> Seed {
     Seed {
         addr: t.addr(),
@@ -277,7 +237,7 @@ fn seed(t: &TestNode) -> Seed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_players_post_walk_across_zones_and_leave_cleanly() {
     common::init_test_log();
-    let (a, b, zones) = zoned_pair().await;
+    let (a, b, zones) = common::zoned_pair().await;
     let mut config = CrowdConfig::new(vec![seed(&a), seed(&b)], zones);
     // Quick, long strides: every player crosses the border between the two nodes often.
     config.step_every = (Duration::from_millis(30), Duration::from_millis(60));

@@ -163,48 +163,6 @@ async fn a_redirect_ticket_admits_once_and_only_at_its_node() {
     );
 }
 
-/// Two nodes, a 2×1 grid of 100-unit cells, a 10-unit margin.
-async fn zoned() -> (TestNode, TestNode) {
-    let zones = cloudmesh::placement::ZoneConfig {
-        cell_size: 100.0,
-        width: 2,
-        height: 1,
-        margin: 10.0,
-    };
-    let secret = MeshSecret::new(vec![4; 32]).expect("secret");
-    let (s, z) = (secret.clone(), zones.clone());
-    let a = node_with(move |c| {
-        c.name = "a".into();
-        c.secret = Some(s);
-        c.load_interval = Duration::from_millis(100);
-        c.rebalance_interval = Duration::ZERO;
-        c.zones = Some(z);
-    })
-    .await;
-    let join = a.addr().to_string();
-    let b = node_with(move |c| {
-        c.name = "b".into();
-        c.secret = Some(secret);
-        c.join = vec![join];
-        c.load_interval = Duration::from_millis(100);
-        c.rebalance_interval = Duration::ZERO;
-        c.zones = Some(zones);
-    })
-    .await;
-    wait_until("both nodes share a zone map with one cell each", || {
-        let (Some(za), Some(zb)) = (a.node.zones(), b.node.zones()) else {
-            return false;
-        };
-        za == zb
-            && za.cells_of(a.node.id()).len() == 1
-            && za.cells_of(b.node.id()).len() == 1
-            && a.node.loads().contains_key(&b.node.id())
-            && b.node.loads().contains_key(&a.node.id())
-    })
-    .await;
-    (a, b)
-}
-
 /// The x coordinate of the middle of `node`'s cell, and the border x between the cells.
 fn cell_middle(t: &TestNode, map: &cloudmesh::placement::ZoneMap) -> f32 {
     let cell = map.cells_of(t.node.id())[0];
@@ -213,7 +171,7 @@ fn cell_middle(t: &TestNode, map: &cloudmesh::placement::ZoneMap) -> f32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_zones_clients_go_to_the_owner_of_their_cell() {
-    let (a, b) = zoned().await;
+    let (a, b, _) = zoned_pair().await;
     let map = a.node.zones().expect("zone map");
     let mut opts = ClientOptions::new(a.trust());
     opts.position = Some(cloudmesh::proto::Position {
@@ -238,7 +196,7 @@ async fn with_zones_clients_go_to_the_owner_of_their_cell() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crossing_a_border_hands_over_once_and_walking_along_it_does_not() {
-    let (a, b) = zoned().await;
+    let (a, b, _) = zoned_pair().await;
     let map = a.node.zones().expect("zone map");
     let (mid_a, mid_b) = (cell_middle(&a, &map), cell_middle(&b, &map));
     let border = (mid_a + mid_b) / 2.0;

@@ -794,29 +794,22 @@ async fn migrate_anywhere(
         client: client.clone(),
         to,
     };
-    let mut not_found = true;
-    let mut failure = None;
+    // A refusal from the node that has the client says more than an unreachable node,
+    // which says more than "no such client".
+    let mut failure: Option<AdminError> = None;
     for (_, answer) in gather(shared, &peers, &command, relay_idle(shared)).await {
         match answer {
             Ok(r @ Response::Migrated { .. }) => return Ok(r),
-            Err(AdminError::UnknownClient { .. }) => {}
+            Ok(_) | Err(AdminError::UnknownClient { .. }) => {}
             Err(e @ AdminError::Unavailable { .. }) => {
-                // It might have been there: say so rather than "no such client".
                 failure.get_or_insert(e);
             }
-            Err(e) => {
-                not_found = false;
-                failure = Some(e);
-            }
-            Ok(_) => {}
+            Err(e) => failure = Some(e),
         }
     }
-    match failure {
-        Some(e) if !not_found || matches!(e, AdminError::Unavailable { .. }) => Err(e),
-        _ => Err(AdminError::UnknownClient {
-            client: id.to_string(),
-        }),
-    }
+    Err(failure.unwrap_or(AdminError::UnknownClient {
+        client: id.to_string(),
+    }))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -49,11 +49,7 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>) {
         {
             let mut hub = shared.hub();
             let record = LoadRecord {
-                clients: hub
-                    .links
-                    .values()
-                    .filter(|l| l.peer.is_none() && l.conn.is_some())
-                    .count(),
+                clients: hub.connected_clients(),
                 rows: hub.store.stats().rows,
                 cpu: sys.global_cpu_usage(),
                 memory_bytes,

@@ -269,6 +269,15 @@ impl Hub {
         v
     }
 
+    /// Clients with a connection here (not peers' stand-ins, not a migrating client that has
+    /// not arrived, not the admin key observer): what load reports and placement count.
+    fn connected_clients(&self) -> usize {
+        self.links
+            .values()
+            .filter(|l| l.peer.is_none() && l.conn.is_some())
+            .count()
+    }
+
     /// Local clients (not peers) subscribed to changes of `owner`'s row under `key`.
     fn local_subscribers(&self, key: &Key, owner: ClientId) -> Vec<ClientId> {
         self.store
@@ -589,12 +598,7 @@ impl Node {
 
     /// Connected clients (peer links not counted).
     pub fn client_count(&self) -> usize {
-        self.shared
-            .hub()
-            .links
-            .values()
-            .filter(|l| l.peer.is_none() && l.conn.is_some())
-            .count()
+        self.shared.hub().connected_clients()
     }
 
     /// A handle that runs operator commands on this node (the admin socket's executor).

@@ -13,13 +13,7 @@ use crate::proto::{encode_to_bytes, NodeId, NodeState, PeerFrame};
 pub(super) fn plan(shared: &Shared) -> Option<(NodeId, NodeId, u32)> {
     let cfg = &shared.config;
     let hub = shared.hub();
-    let live = u32::try_from(
-        hub.links
-            .values()
-            .filter(|l| l.peer.is_none() && l.conn.is_some())
-            .count(),
-    )
-    .unwrap_or(u32::MAX);
+    let live = u32::try_from(hub.connected_clients()).unwrap_or(u32::MAX);
     let mut nodes: Vec<(NodeId, u32, u32)> = hub
         .members
         .all()

@@ -48,11 +48,7 @@ pub(super) async fn host_loop(shared: Arc<Shared>) {
         {
             let mut hub = shared.hub();
             if hub.members.host() == shared.id {
-                let live = hub
-                    .links
-                    .values()
-                    .filter(|l| l.peer.is_none() && l.conn.is_some())
-                    .count() as f64;
+                let live = hub.connected_clients() as f64;
                 let nodes: Vec<(NodeId, f64)> = hub
                     .members
                     .all()

@@ -175,3 +175,73 @@ pub async fn bystander_works(c: &Client, tag: u32) {
     })
     .await
 }
+
+/// A full mesh of nodes named `names`: the first starts it, the others join it, each
+/// configured by `config(c, name)`. Returns once every node links every other one and
+/// knows every node's load (placement and drains pick targets by load).
+pub async fn mesh_of(names: &[&str], config: fn(&mut NodeConfig, &str)) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for name in names {
+        let name = (*name).to_owned();
+        let join = nodes.first().map(|first| first.addr().to_string());
+        nodes.push(
+            node_with(move |c| {
+                config(c, &name);
+                c.join = join.into_iter().collect();
+            })
+            .await,
+        );
+    }
+    let others = names.len().saturating_sub(1);
+    wait_until("a full mesh with every load known", || {
+        nodes
+            .iter()
+            .all(|t| t.node.peers().len() == others && t.node.loads().len() == names.len())
+    })
+    .await;
+    nodes
+}
+
+/// Two nodes, a and b, both configured with a 2×1 grid of 100-unit cells and a 10-unit
+/// margin. Returns once both share the host's zone map with one cell each and know each
+/// other's load.
+pub async fn zoned_pair() -> (TestNode, TestNode, cloudmesh::placement::ZoneConfig) {
+    let zones = cloudmesh::placement::ZoneConfig {
+        cell_size: 100.0,
+        width: 2,
+        height: 1,
+        margin: 10.0,
+    };
+    let secret = cloudmesh::mesh::MeshSecret::new(vec![4; 32]).expect("secret");
+    let (s, z) = (secret.clone(), zones.clone());
+    let a = node_with(move |c| {
+        c.name = "a".into();
+        c.secret = Some(s);
+        c.load_interval = Duration::from_millis(100);
+        c.rebalance_interval = Duration::ZERO;
+        c.zones = Some(z);
+    })
+    .await;
+    let (join, z) = (a.addr().to_string(), zones.clone());
+    let b = node_with(move |c| {
+        c.name = "b".into();
+        c.secret = Some(secret);
+        c.join = vec![join];
+        c.load_interval = Duration::from_millis(100);
+        c.rebalance_interval = Duration::ZERO;
+        c.zones = Some(z);
+    })
+    .await;
+    wait_until("both nodes share a zone map with one cell each", || {
+        let (Some(za), Some(zb)) = (a.node.zones(), b.node.zones()) else {
+            return false;
+        };
+        za == zb
+            && za.cells_of(a.node.id()).len() == 1
+            && za.cells_of(b.node.id()).len() == 1
+            && a.node.loads().contains_key(&b.node.id())
+            && b.node.loads().contains_key(&a.node.id())
+    })
+    .await;
+    (a, b, zones)
+}
