@@ -65,7 +65,8 @@ pub struct NodeConfig {
     /// How long a prepared migration waits for its client to reach the target before it
     /// is rolled back (the client then stays where it was).
     pub migration_timeout: Duration,
-    /// Clients a drain moves at once (§6.2: bounded batches).
+    /// Most migrations a drain has in flight at once (§6.2: bounded; a new one starts as
+    /// each ends).
     pub drain_batch: usize,
     /// How often the host looks at the mesh's balance (§6.4); zero turns rebalancing off.
     pub rebalance_interval: Duration,

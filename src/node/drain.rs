@@ -1,5 +1,6 @@
-//! Draining a node (§6.2): Draining mesh-wide, clients moved away in bounded batches with
-//! make-before-break migrations, then Drained. Undrain returns it to Active.
+//! Draining a node (§6.2): Draining mesh-wide, clients moved away with at most
+//! `drain_batch` make-before-break migrations in flight, then Drained. Undrain returns it
+//! to Active.
 
 use std::sync::Arc;
 
@@ -87,41 +88,59 @@ fn pick_targets(shared: &Shared, n: usize) -> Vec<crate::proto::NodeId> {
     out
 }
 
+/// Drains: up to `drain_batch` moves in flight at once, a new one starting as each ends
+/// (a slow move holds up only its own slot, not a whole batch). Each round spreads all the
+/// remaining clients over the targets in one go.
 pub(super) async fn drain(shared: &Arc<Shared>) -> Result<usize, DrainError> {
     set_state(shared, NodeState::Draining);
+    let window = shared.config.drain_batch.max(1);
     let mut moved = 0;
     for _round in 0..MAX_ROUNDS {
         let clients = local_clients(shared);
         if clients.is_empty() {
             break;
         }
-        for batch in clients.chunks(shared.config.drain_batch.max(1)) {
-            if shared.hub().members.me().state != NodeState::Draining {
-                return Err(DrainError::Cancelled {
-                    remaining: local_clients(shared).len(),
-                });
-            }
-            let targets = pick_targets(shared, batch.len());
-            if targets.is_empty() {
-                return Err(DrainError::NoTarget {
-                    remaining: local_clients(shared).len(),
-                });
-            }
-            moved += migrate::move_all(shared, batch.iter().copied().zip(targets)).await;
-            let remaining = local_clients(shared).len();
-            let _ = shared.hub().events.send(MeshEvent::DrainProgress {
-                node: shared.id,
-                moved,
-                remaining,
+        let targets = pick_targets(shared, clients.len());
+        if targets.is_empty() {
+            return Err(DrainError::NoTarget {
+                remaining: clients.len(),
             });
-            shared.hub().broadcast(
-                &PeerFrame::DrainProgress {
-                    moved: moved as u64,
-                    remaining: remaining as u64,
-                },
-                shared.config.max_frame,
-            );
-            tracing::info!(moved, remaining, "drain progress");
+        }
+        let mut waiting = clients.into_iter().zip(targets);
+        let mut running = tokio::task::JoinSet::new();
+        let mut unreported = 0;
+        let mut cancelled = false;
+        loop {
+            // Moves already under way finish (a migration is not abandoned half-way);
+            // after an undrain no new one starts.
+            cancelled = cancelled || shared.hub().members.me().state != NodeState::Draining;
+            while !cancelled && running.len() < window {
+                let Some((client, target)) = waiting.next() else {
+                    break;
+                };
+                let s = shared.clone();
+                running.spawn(async move { migrate::migrate(&s, client, target).await });
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            match done {
+                Ok(Ok(())) => moved += 1,
+                // The client stays here; a later round retries it. Say why, so a drain
+                // that does not finish can be explained.
+                Ok(Err(e)) => tracing::info!(error = %e, "a move did not happen"),
+                Err(e) => tracing::warn!(error = %e, "a move task failed"),
+            }
+            unreported += 1;
+            if unreported >= window || running.is_empty() {
+                unreported = 0;
+                report_progress(shared, moved);
+            }
+        }
+        if cancelled {
+            return Err(DrainError::Cancelled {
+                remaining: local_clients(shared).len(),
+            });
         }
     }
     let remaining = local_clients(shared).len();
@@ -130,4 +149,22 @@ pub(super) async fn drain(shared: &Arc<Shared>) -> Result<usize, DrainError> {
     }
     set_state(shared, NodeState::Drained);
     Ok(moved)
+}
+
+/// Tells the operator (events, admin `drain --wait`) and the peers how far the drain is.
+fn report_progress(shared: &Shared, moved: usize) {
+    let remaining = local_clients(shared).len();
+    let _ = shared.hub().events.send(MeshEvent::DrainProgress {
+        node: shared.id,
+        moved,
+        remaining,
+    });
+    shared.hub().broadcast(
+        &PeerFrame::DrainProgress {
+            moved: moved as u64,
+            remaining: remaining as u64,
+        },
+        shared.config.max_frame,
+    );
+    tracing::info!(moved, remaining, "drain progress");
 }

@@ -628,7 +628,7 @@ impl Node {
     }
 
     /// Drains this node (§6.2): it turns Draining mesh-wide (no new placements; host duties
-    /// pass on), moves its clients to placement-chosen nodes in batches of `drain_batch`,
+    /// pass on), moves its clients to placement-chosen nodes, `drain_batch` at a time,
     /// and ends Drained. Returns how many clients moved.
     pub async fn drain(&self) -> Result<usize, DrainError> {
         drain::drain(&self.shared).await
