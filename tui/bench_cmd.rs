@@ -1,48 +1,453 @@
-//! `cloudctl bench`: runs the library's load scenarios and prints what they measured.
+//! `cloudctl bench`: runs the library's load scenarios ([`cloudmesh::bench`]) against the
+//! given nodes, or against a local mesh of `cloudd` processes started for the run, and
+//! prints what they measured.
 
-use anyhow::Context;
-use cloudmesh::bench::{self, FanoutOptions, Report, ThroughputOptions};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use cloudmesh::admin::{AdminClient, Command as AdminCommand, Response};
+use cloudmesh::bench::{self, FanoutOptions, MigrationOptions, Report, Target, ThroughputOptions};
+use cloudmesh::client::ClientOptions;
 use cloudmesh::transport::Trust;
 use serde_json::json;
 
-use crate::cli::{DrainArgs, FanoutArgs, MigrationArgs, ThroughputArgs};
-use crate::client_cmds::{client_options, explain_connect};
+use crate::admin_cmds::{AdminFailure, Exit};
+use crate::cli::{BenchTarget, DrainArgs, FanoutArgs, IdleArgs, MigrationArgs, ThroughputArgs};
+use crate::client_cmds::{client_options_all, explain_connect, trust};
+use crate::local_mesh::{find_cloudd, warn, LocalMesh, MeshOptions, Signals};
 use crate::output;
 
+/// The nodes a scenario runs against: given ones, or a local mesh started for it.
+struct Nodes {
+    targets: Vec<Target>,
+    /// The admin socket of each target, for a local mesh; else the `--socket` given.
+    sockets: Vec<PathBuf>,
+    /// The process of each target, for a local mesh.
+    pids: Vec<u32>,
+    mesh: Option<LocalMesh>,
+    trust: Trust,
+}
+
+impl Nodes {
+    /// Resolves `--server`, or starts a local mesh of `local_nodes` nodes when none is given.
+    async fn up(target: &BenchTarget, local_nodes: u16, socket: &Path) -> anyhow::Result<Nodes> {
+        if target.servers.is_empty() {
+            return Nodes::local(target, local_nodes).await;
+        }
+        let trust = trust(&target.auth)?;
+        let mut targets = Vec::new();
+        for server in &target.servers {
+            for (addr, client) in client_options_all(server, &target.auth, &trust).await? {
+                targets.push(Target { addr, client });
+            }
+        }
+        Ok(Nodes {
+            sockets: vec![socket.to_owned(); targets.len()],
+            pids: Vec::new(),
+            targets,
+            mesh: None,
+            trust,
+        })
+    }
+
+    async fn local(target: &BenchTarget, nodes: u16) -> anyhow::Result<Nodes> {
+        let cloudd = find_cloudd(target.cloudd.as_deref())?;
+        let opts = MeshOptions {
+            label: "bench",
+            nodes,
+            base_port: 0,
+            keep: target.keep,
+            node_log: "info".into(),
+            config: "# Written by `cloudctl bench`: built-in defaults.\n".into(),
+            to_stderr: true,
+        };
+        let mut mesh = LocalMesh::create(opts, cloudd)?;
+        if let Err(e) = mesh.bring_up().await {
+            mesh.stop().await;
+            return Err(e);
+        }
+        let local = mesh.nodes();
+        Ok(Nodes {
+            targets: local
+                .iter()
+                .map(|n| Target {
+                    addr: n.addr,
+                    client: ClientOptions::new(Trust::Pin(n.fingerprint)),
+                })
+                .collect(),
+            sockets: local.iter().map(|n| n.socket.clone()).collect(),
+            pids: local.iter().map(|n| n.pid).collect(),
+            mesh: Some(mesh),
+            trust: Trust::InsecureDevOnly,
+        })
+    }
+
+    /// Stops the local mesh, if there is one.
+    async fn down(self) {
+        if let Some(mesh) = self.mesh {
+            mesh.stop().await;
+        }
+    }
+
+    /// Adds what to check to a scenario's error.
+    fn explain(&self, e: bench::BenchError) -> anyhow::Error {
+        match e {
+            bench::BenchError::Client(c) => explain_connect(c, &self.trust),
+            other => anyhow::Error::new(other),
+        }
+    }
+}
+
+/// Sets up the nodes, runs `scenario` on them and stops a local mesh afterwards, also on
+/// Ctrl-C or SIGTERM (exit 130) so no node is left running.
+async fn with_nodes<T>(
+    target: &BenchTarget,
+    local_nodes: u16,
+    socket: &Path,
+    scenario: impl AsyncFnOnce(&Nodes) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut signals = Signals::new()?;
+    let interrupted = |which: &str| {
+        anyhow::Error::new(AdminFailure {
+            exit: Exit::Interrupted,
+            message: format!("bench: {which}: stopped"),
+        })
+    };
+    let nodes = tokio::select! {
+        n = Nodes::up(target, local_nodes, socket) => n?,
+        which = signals.recv() => return Err(interrupted(which)),
+    };
+    let result = tokio::select! {
+        r = scenario(&nodes) => r,
+        which = signals.recv() => Err(interrupted(which)),
+    };
+    nodes.down().await;
+    result
+}
+
 /// `cloudctl bench throughput`.
-pub async fn throughput(args: ThroughputArgs, json: bool) -> anyhow::Result<()> {
-    let (addr, opts) = client_options(&args.conn).await?;
-    let trust = opts.trust.clone();
+pub async fn throughput(args: ThroughputArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
     let scenario = ThroughputOptions {
         clients: args.clients.max(1),
         pipeline: args.pipeline.max(1),
         duration: args.duration,
         value_size: args.value_size,
         keys: args.keys.max(1),
+        mix: args.mix,
+        rate: args.rate,
     };
-    if !json {
-        eprintln!(
-            "cloudctl: bench throughput: {} clients x {} in flight, {:?}, against {addr}",
-            scenario.clients, scenario.pipeline, scenario.duration
-        );
-    }
-    let report = bench::throughput(addr, opts, &scenario)
-        .await
-        .map_err(|e| explain_connect(e, &trust))
-        .context("benchmark clients could not connect")?;
+    let report = with_nodes(&args.target, 1, socket, async |nodes: &Nodes| {
+        progress(format!(
+            "throughput: {} clients x {} in flight, {:?}, against {}",
+            scenario.clients,
+            scenario.pipeline,
+            scenario.duration,
+            addresses(&nodes.targets)
+        ));
+        bench::throughput(&nodes.targets, &scenario)
+            .await
+            .map_err(|e| nodes.explain(e))
+    })
+    .await?;
     if json {
-        print_json(
+        return print_json(
             &report,
             &[
                 ("scenario", json!("throughput")),
                 ("clients", json!(scenario.clients)),
                 ("pipeline", json!(scenario.pipeline)),
             ],
-        )?;
-    } else {
-        print_table(&report)?;
+        );
     }
+    print_table(&report.latency)?;
+    output::line(&format!(
+        "posts {}, gets {}, subscribes {}, notifications {}",
+        report.posts, report.gets, report.subscribes, report.notifications
+    ))?;
     Ok(())
+}
+
+/// `cloudctl bench fanout`.
+pub async fn fanout(args: FanoutArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+    let scenario = FanoutOptions {
+        rate: args.rate.max(1),
+        duration: args.duration,
+        posters: args.posters.max(1),
+        keys: args.keys.max(1),
+        value_size: args.value_size.max(8),
+    };
+    let report = with_nodes(&args.target, 3, socket, async |nodes: &Nodes| {
+        let (posters, subscriber) = match &args.subscriber_server {
+            // A local mesh: post on node-1, subscribe on the last node.
+            None => match (nodes.targets.first(), nodes.targets.last()) {
+                (Some(first), Some(last)) if nodes.mesh.is_some() => {
+                    (vec![first.clone()], last.clone())
+                }
+                _ => bail!("--subscriber-server is needed with --server"),
+            },
+            Some(server) => {
+                let auth = &args.target.auth;
+                let trust = match args.subscriber_pin {
+                    Some(pin) => Trust::Pin(pin),
+                    None => nodes.trust.clone(),
+                };
+                let (addr, client) = client_options_all(server, auth, &trust)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .context("the subscriber's node has no address")?;
+                (nodes.targets.clone(), Target { addr, client })
+            }
+        };
+        progress(format!(
+            "fanout: {} posts/s on {} for {:?}, subscriber on {}",
+            scenario.rate,
+            addresses(&posters),
+            scenario.duration,
+            subscriber.addr
+        ));
+        bench::fanout(&posters, &subscriber, &scenario)
+            .await
+            .map_err(|e| nodes.explain(e))
+    })
+    .await?;
+    if json {
+        return print_json(
+            &report,
+            &[
+                ("scenario", json!("fanout")),
+                ("rate", json!(scenario.rate)),
+            ],
+        );
+    }
+    print_table(&report.latency)?;
+    output::line(&format!(
+        "posted {}, notifications missing {}",
+        report.posted, report.missing
+    ))?;
+    Ok(())
+}
+
+/// `cloudctl bench migration`.
+pub async fn migration(args: MigrationArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+    let opts = MigrationOptions {
+        clients: args.clients.max(2),
+        migrations: args.migrations,
+        ..MigrationOptions::default()
+    };
+    let r = with_nodes(&args.target, 3, socket, async |nodes: &Nodes| {
+        let target = first(&nodes.targets)?;
+        progress(format!(
+            "migration: {} clients on {}, {} migrations",
+            opts.clients, target.addr, opts.migrations
+        ));
+        bench::migration(target, &nodes.sockets[0], &opts)
+            .await
+            .map_err(|e| nodes.explain(e))
+    })
+    .await?;
+    if json {
+        return print_json(
+            &r,
+            &[
+                ("scenario", json!("migration")),
+                ("clients", json!(opts.clients)),
+            ],
+        );
+    }
+    output::line(&format!(
+        "migrations {} (failed {}), client errors {}, notifications lost {}, duplicated {} \
+         (row moves seen by subscribers {})",
+        r.migrations, r.failed, r.client_errors, r.lost, r.duplicated, r.moves_seen
+    ))?;
+    output::line(&format!(
+        "stall p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms (baseline gap p99 {:.3} ms)",
+        r.stall.p50_ms, r.stall.p99_ms, r.stall.p999_ms, r.stall.max_ms, r.baseline_p99_ms
+    ))?;
+    Ok(())
+}
+
+/// `cloudctl bench drain`.
+pub async fn drain(args: DrainArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+    let r = with_nodes(&args.target, 3, socket, async |nodes: &Nodes| {
+        let target = first(&nodes.targets)?;
+        progress(format!(
+            "drain: {} clients on {}, then drain {}",
+            args.clients,
+            target.addr,
+            args.node.as_deref().unwrap_or("their node")
+        ));
+        // A mesh that goes on after the run gets its node back.
+        let undrain = nodes.mesh.is_none();
+        bench::drain(
+            target,
+            &nodes.sockets[0],
+            args.node.clone(),
+            args.clients,
+            undrain,
+        )
+        .await
+        .map_err(|e| nodes.explain(e))
+    })
+    .await?;
+    if json {
+        return print_json(&r, &[("scenario", json!("drain"))]);
+    }
+    output::line(&format!(
+        "drained {} of {} clients from {} in {:.3} s",
+        r.moved, r.clients, r.node, r.moves.seconds
+    ))?;
+    output::line(&format!(
+        "time until moved per client: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        r.moves.p50_ms, r.moves.p99_ms, r.moves.max_ms
+    ))?;
+    Ok(())
+}
+
+/// `cloudctl bench idle`.
+pub async fn idle(args: IdleArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+    let (report, before, after) = with_nodes(&args.target, 1, socket, async |nodes: &Nodes| {
+        let target = first(&nodes.targets)?;
+        let memory = Memory::of(nodes).await?;
+        let before = memory.read().await?;
+        progress(format!(
+            "idle: {} clients x {} rows on {} ({} handshakes at a time)",
+            args.clients, args.rows, target.addr, args.concurrency
+        ));
+        let idle = bench::idle(
+            target,
+            args.clients,
+            args.rows,
+            args.value_size,
+            args.concurrency,
+        )
+        .await
+        .map_err(|e| nodes.explain(e))?;
+        progress(format!(
+            "idle: {} connected; reading memory in {:?}",
+            idle.len(),
+            args.settle
+        ));
+        tokio::time::sleep(args.settle).await;
+        let after = memory.read().await;
+        let report = idle.report.clone();
+        idle.close(args.concurrency).await;
+        Ok((report, before, after?))
+    })
+    .await?;
+    let clients = report.ops;
+    let per_client = after.saturating_sub(before) / clients.max(1);
+    if json {
+        return print_json(
+            &report,
+            &[
+                ("scenario", json!("idle")),
+                ("clients", json!(clients)),
+                ("rss_before_bytes", json!(before)),
+                ("rss_bytes", json!(after)),
+                ("bytes_per_client", json!(per_client)),
+            ],
+        );
+    }
+    output::line(&format!(
+        "{clients} idle clients: node RSS {} before, {} after, {} per client",
+        mib(before),
+        mib(after),
+        kib(per_client)
+    ))?;
+    output::line(&format!(
+        "connect + post: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        report.ops_per_sec, report.p50_ms, report.p99_ms, report.max_ms
+    ))?;
+    Ok(())
+}
+
+/// Where the loaded node's resident memory is read from.
+enum Memory {
+    /// A local node's process: /proc/PID/status, exact and immediate.
+    Process(u32),
+    /// A remote node: its last load report, through the admin socket.
+    Admin {
+        /// Any member's admin socket.
+        socket: PathBuf,
+        /// The loaded node's name.
+        node: String,
+    },
+}
+
+impl Memory {
+    /// The first target's memory; for a remote node, a probe client learns its name.
+    async fn of(nodes: &Nodes) -> anyhow::Result<Memory> {
+        if let Some(pid) = nodes.pids.first() {
+            return Ok(Memory::Process(*pid));
+        }
+        let (Some(socket), Some(target)) = (nodes.sockets.first(), nodes.targets.first()) else {
+            bail!("no node to measure");
+        };
+        let probe = cloudmesh::client::Client::connect(target.addr, target.client.clone())
+            .await
+            .map_err(|e| explain_connect(e, &nodes.trust))?;
+        let node = probe.node_name();
+        probe.close().await;
+        Ok(Memory::Admin {
+            socket: socket.clone(),
+            node,
+        })
+    }
+
+    async fn read(&self) -> anyhow::Result<u64> {
+        match self {
+            Memory::Process(pid) => {
+                let path = format!("/proc/{pid}/status");
+                let status = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {path}"))?;
+                vm_rss(&status).with_context(|| format!("no VmRSS line in {path}"))
+            }
+            Memory::Admin { socket, node } => {
+                let mut admin = AdminClient::connect(socket).await?;
+                match admin.call(AdminCommand::Nodes).await? {
+                    Response::Nodes { nodes } => nodes
+                        .into_iter()
+                        .find(|n| n.name == *node)
+                        .map(|n| n.memory_bytes)
+                        .with_context(|| format!("the mesh does not list {node}")),
+                    other => bail!("unexpected answer to `nodes`: {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// Resident memory in bytes from a /proc/PID/status text (`VmRSS:  1234 kB`).
+fn vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+fn first(targets: &[Target]) -> anyhow::Result<&Target> {
+    targets.first().context("no node to load")
+}
+
+fn addresses(targets: &[Target]) -> String {
+    targets
+        .iter()
+        .map(|t| t.addr.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A progress line on stderr (stdout carries the results).
+fn progress(line: String) {
+    warn(format!("bench: {line}"));
 }
 
 /// One JSON line: the report's fields plus the scenario's own (`scenario`, knobs).
@@ -78,100 +483,20 @@ fn print_table(report: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cloudctl bench fanout`.
-pub async fn fanout(args: FanoutArgs, json: bool) -> anyhow::Result<()> {
-    let (post_addr, post_opts) = client_options(&args.conn).await?;
-    let mut sub_conn = args.conn.clone();
-    sub_conn.server = args.subscriber_server.clone();
-    let (sub_addr, mut sub_opts) = client_options(&sub_conn).await?;
-    if let Some(pin) = args.subscriber_pin {
-        sub_opts.trust = Trust::Pin(pin);
-    }
-    let scenario = FanoutOptions {
-        rate: args.rate.max(1),
-        duration: args.duration,
-        posters: args.posters.max(1),
-        keys: args.keys.max(1),
-    };
-    if !json {
-        eprintln!(
-            "cloudctl: bench fanout: {} posts/s on {post_addr} for {:?}, subscriber on {sub_addr}",
-            scenario.rate, scenario.duration
-        );
-    }
-    let trust = post_opts.trust.clone();
-    let report = bench::fanout(post_addr, post_opts, sub_addr, sub_opts, &scenario)
-        .await
-        .map_err(|e| explain_connect(e, &trust))
-        .context("benchmark clients could not connect")?;
-    if json {
-        print_json(
-            &report,
-            &[
-                ("scenario", json!("fanout")),
-                ("rate", json!(scenario.rate)),
-            ],
-        )?;
-    } else {
-        print_table(&report.latency)?;
-        output::line(&format!(
-            "posted {}, notifications missing {}",
-            report.posted, report.missing
-        ))?;
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `cloudctl bench migration`.
-pub async fn migration(args: MigrationArgs, json: bool) -> anyhow::Result<()> {
-    if !json {
-        eprintln!(
-            "cloudctl: bench migration: local 3-node mesh, {} clients, {} migrations",
-            args.clients, args.migrations
-        );
+    #[test]
+    fn reads_vm_rss_from_proc_status() {
+        let status = "Name:\tcloudd\nVmPeak:\t  999 kB\nVmRSS:\t   41236 kB\nThreads:\t3\n";
+        assert_eq!(vm_rss(status), Some(41236 * 1024));
+        assert_eq!(vm_rss("Name:\tx\n"), None);
     }
-    let r = bench::migration(args.clients, args.migrations)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    if json {
-        print_json(
-            &r,
-            &[
-                ("scenario", json!("migration")),
-                ("clients", json!(args.clients)),
-            ],
-        )?;
-    } else {
-        output::line(&format!(
-            "migrations {} (failed {}), client errors {}",
-            r.migrations, r.failed, r.client_errors
-        ))?;
-        output::line(&format!(
-            "stall p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (baseline gap p99 {:.3} ms)",
-            r.stall_p50_ms, r.stall_p99_ms, r.stall_max_ms, r.baseline_p99_ms
-        ))?;
-    }
-    Ok(())
-}
 
-/// `cloudctl bench drain`.
-pub async fn drain(args: DrainArgs, json: bool) -> anyhow::Result<()> {
-    if !json {
-        eprintln!(
-            "cloudctl: bench drain: local 3-node mesh, {} clients",
-            args.clients
-        );
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(mib(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(kib(2048), "2.0 KiB");
     }
-    let r = bench::drain(args.clients)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    if json {
-        print_json(&r, &[("scenario", json!("drain"))])?;
-    } else {
-        output::line(&format!(
-            "drained {} of {} clients in {:.3} s",
-            r.moved, r.clients, r.seconds
-        ))?;
-    }
-    Ok(())
 }

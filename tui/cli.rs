@@ -88,8 +88,19 @@ pub enum Command {
         \"node_lost\". A deletion carries the last data and the deletion's version."
     )]
     Watch(WatchArgs),
-    /// Measure throughput and latency against a node (DESIGN §9 budgets).
-    #[command(subcommand)]
+    /// Measure throughput, latency, stalls and memory (DESIGN §9 budgets).
+    #[command(
+        subcommand,
+        long_about = "Measure throughput, latency, stalls and memory (DESIGN §9 budgets).\n\n\
+        Each scenario runs against the nodes given with --server, or, with no --server, \
+        against a local mesh of real cloudd processes on 127.0.0.1 that it starts for the \
+        run and stops after it (cloudd is looked for beside cloudctl, else on PATH; \
+        --cloudd overrides). Scenarios that operate the mesh (migration, drain, idle's \
+        memory reading) use the admin socket (--socket) with --server. Results go to \
+        stdout as a table, or as one JSON object with --json; progress goes to stderr. \
+        scripts/bench-compare.sh runs them beside Redis and NATS; BENCHMARKS.md has the \
+        latest figures."
+    )]
     Bench(BenchCommand),
     /// This node and the mesh in brief.
     #[command(long_about = "This node and the mesh in brief.\n\n\
@@ -365,41 +376,98 @@ pub struct CompletionsArgs {
 /// `cloudctl bench` scenarios.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Post+get throughput on one node: N clients, each with D requests in flight.
-    #[command(long_about = "Post+get throughput on one node.\n\n\
-        Connects --clients real QUIC clients; each keeps --pipeline requests in flight, \
-        alternating a post of one of --keys keys (--value-size bytes) and a get of it, for \
-        --duration. Prints ops/s and latency percentiles; with --json one object: \
+    /// Post/get/subscribe throughput: N clients, each with D requests in flight.
+    #[command(
+        long_about = "Post/get/subscribe throughput (DESIGN §9: at least Redis's \
+        figure with 50 clients at the same pipelining depth).\n\n\
+        Connects --clients real QUIC clients (to one local node started for the run, or \
+        spread over the --server nodes); each keeps --pipeline requests in flight, cycling \
+        through --keys keys of its own and running the --mix of operations (post: a row of \
+        --value-size bytes; get: an exact-key read; subscribe: a get+subscribe held until \
+        the worker's next one), for --duration, at --rate operations/s in total or flat \
+        out. Prints ops/s and latency percentiles; with --json one object: \
         {\"scenario\":\"throughput\",\"clients\":N,\"pipeline\":D,\"ops\":..,\"errors\":..,\
-        \"seconds\":..,\"ops_per_sec\":..,\"p50_ms\":..,\"p99_ms\":..,\"p999_ms\":..,\"max_ms\":..}. \
-        Compare with `redis-benchmark -c N -P D -t set,get`. Mind the node's rate_limit \
-        (default 100,000 requests/s per client).")]
+        \"seconds\":..,\"ops_per_sec\":..,\"p50_ms\":..,\"p99_ms\":..,\"p999_ms\":..,\
+        \"max_ms\":..,\"posts\":..,\"gets\":..,\"subscribes\":..,\"notifications\":..}. \
+        Compare with `redis-benchmark -c N -P D -d 32 -t set,get` \
+        (scripts/bench-compare.sh runs both). A node allows 100,000 requests/s per client \
+        by default (its rate_limit)."
+    )]
     Throughput(ThroughputArgs),
-    /// Cross-node notification latency: post on one node, a subscriber on another.
-    #[command(long_about = "Cross-node notification latency.\n\n\
-        --posters connections to --server post at --rate posts/s in total for --duration; a \
-        subscriber connected to --subscriber-server measures, per notification, the time from \
-        sending the post to receiving the change (both in this process, one clock). Prints \
-        latency percentiles, posts acknowledged and notifications missing; with --json one \
-        object with the fields of `bench throughput` (ops = notifications) plus \"posted\" and \
-        \"missing\". Trust for the subscriber's node: --subscriber-pin, else the same option \
-        as for --server (e.g. --insecure or --ca).")]
+    /// Cross-node notification latency: posts on one node, a subscriber on another.
+    #[command(
+        long_about = "Cross-node notification latency (DESIGN §9: p99 < 5 ms at \
+        10k posts/s in a 3-node mesh).\n\n\
+        --posters connections post at --rate posts/s in total for --duration; a subscriber \
+        measures, per notification, the time from sending the post to receiving the change \
+        (both in this process, one clock). Without --server, starts a local mesh of three \
+        nodes: posts go to node-1, the subscriber is on node-3. With --server, posts go \
+        there and the subscriber connects to --subscriber-server. Prints latency \
+        percentiles, posts acknowledged and notifications missing; with --json one object \
+        with the fields of `bench throughput` (ops = notifications) plus \"posted\" and \
+        \"missing\". Trust for the subscriber's node: --subscriber-pin, else the same \
+        option as for --server (e.g. --insecure or --ca)."
+    )]
     Fanout(FanoutArgs),
-    /// Client-visible stall while clients migrate between nodes (starts its own local mesh).
-    #[command(long_about = "Client-visible stall during migration.\n\n\
-        Starts a local mesh of three in-process nodes on 127.0.0.1, connects --clients \
-        clients to the first (each posting continuously), then moves --migrations of them \
-        to other nodes one after another. For each move, the stall is the longest gap \
-        between that client's successful posts around it. Prints stall p50/p99/max, the \
-        baseline p99 gap of clients that did not move, migrations done or failed, and \
-        errors clients saw (must be 0).")]
+    /// Client-visible stall while clients migrate between nodes.
+    #[command(
+        long_about = "Client-visible stall during migration (DESIGN §9: p99 < 20 ms, \
+        0 lost and 0 duplicated notifications).\n\n\
+        Connects --clients clients to one node (node-1 of a local 3-node mesh, or --server, \
+        operated through the admin socket --socket); each posts numbered rows continuously \
+        and is subscribed to another client's key. Then --migrations of them are moved, one \
+        after another, to other Active nodes. For each move, the stall is the longest gap \
+        between that client's successful posts around it. Prints stall percentiles (with \
+        --json as p50_ms … max_ms, ops = migrations), migrations done and failed, errors \
+        clients saw, notifications lost and duplicated (all must be 0) and the baseline \
+        p99 gap of clients that did not move."
+    )]
     Migration(MigrationArgs),
-    /// Time to drain a node's clients (starts its own local mesh).
-    #[command(long_about = "Time to drain a node.\n\n\
-        Starts a local mesh of three in-process nodes on 127.0.0.1, connects --clients \
-        clients to the first (each holding one row), drains it and prints how long the \
-        drain took and how many clients it moved.")]
+    /// Time to drain a node's clients to the other nodes.
+    #[command(
+        long_about = "Time to drain a node (DESIGN §9: 1,000 clients in < 3 s).\n\n\
+        Connects --clients clients (each holding one row) to one node (node-1 of a local \
+        3-node mesh, or --server, operated through the admin socket --socket), drains that \
+        node (or --node) and prints how long the drain took, how many clients it moved, and \
+        per client the time until it was moved (p50 … max). Against --server the node is \
+        undrained afterwards. With --json: the fields of `bench throughput` (ops = clients \
+        moved, seconds = the whole drain) plus \"node\", \"clients\" and \"moved\"."
+    )]
     Drain(DrainArgs),
+    /// Memory of a node holding N idle clients.
+    #[command(
+        long_about = "Memory of a node holding idle clients (DESIGN §9: 10,000 idle \
+        clients on one node in < 1 GiB RSS).\n\n\
+        Connects --clients clients (--concurrency handshakes at a time) to one node (a local \
+        node started for the run, or --server), each posting --rows rows, waits --settle \
+        and reads the node's resident memory: of the local node's process from /proc, or of \
+        --server's node from the admin socket --socket (as its last load report gives it). \
+        Prints RSS before and after, the difference per client, and the connect latency \
+        percentiles; with --json the fields of `bench throughput` (ops = clients connected) \
+        plus \"clients\", \"rss_before_bytes\", \"rss_bytes\" and \"bytes_per_client\"."
+    )]
+    Idle(IdleArgs),
+}
+
+/// Which nodes a scenario loads: given ones, or a local mesh it starts itself.
+#[derive(Debug, Clone, Args)]
+pub struct BenchTarget {
+    /// Nodes to load: HOST:PORT, or a name whose every address is a node; repeatable or
+    /// comma-separated, clients spread over them in turn [default: a local mesh of cloudd
+    /// processes started for the run and stopped after it]
+    #[arg(long = "server", value_name = "HOST:PORT", value_delimiter = ',')]
+    pub servers: Vec<String>,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    /// The cloudd executable for the local mesh [default: beside cloudctl, else on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub cloudd: Option<PathBuf>,
+
+    /// Keep the local mesh's directory (node data and logs) after the run
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// `cloudctl bench migration`.
@@ -412,6 +480,9 @@ pub struct MigrationArgs {
     /// Migrations to make, one after another
     #[arg(long, default_value_t = 100)]
     pub migrations: usize,
+
+    #[command(flatten)]
+    pub target: BenchTarget,
 }
 
 /// `cloudctl bench drain`.
@@ -420,14 +491,48 @@ pub struct DrainArgs {
     /// Clients on the node to drain
     #[arg(long, default_value_t = 1000)]
     pub clients: usize,
+
+    /// The node to drain [default: the node the clients were placed on]
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+
+    #[command(flatten)]
+    pub target: BenchTarget,
+}
+
+/// `cloudctl bench idle`.
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    /// Idle clients to connect
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: usize,
+
+    /// Rows each client posts before idling
+    #[arg(long, default_value_t = 1)]
+    pub rows: u32,
+
+    /// Bytes of data per row
+    #[arg(long, default_value_t = 32)]
+    pub value_size: usize,
+
+    /// Handshakes in flight at once
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+
+    /// Wait this long after connecting before reading the node's memory
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub settle: Duration,
+
+    #[command(flatten)]
+    pub target: BenchTarget,
 }
 
 /// `cloudctl bench fanout`.
 #[derive(Debug, Args)]
 pub struct FanoutArgs {
-    /// Node the subscriber connects to, HOST:PORT
-    #[arg(long, value_name = "HOST:PORT")]
-    pub subscriber_server: String,
+    /// Node the subscriber connects to, HOST:PORT (with --server)
+    #[arg(long, value_name = "HOST:PORT", requires = "servers")]
+    pub subscriber_server: Option<String>,
 
     /// Fingerprint of the subscriber's node, when trusting by pin
     #[arg(long, value_name = "FINGERPRINT", value_parser = parse_pin)]
@@ -449,8 +554,12 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 1000)]
     pub keys: u32,
 
+    /// Bytes of data per post (at least 8)
+    #[arg(long, default_value_t = 32)]
+    pub value_size: usize,
+
     #[command(flatten)]
-    pub conn: ConnectArgs,
+    pub target: BenchTarget,
 }
 
 /// `cloudctl bench throughput`.
@@ -476,8 +585,16 @@ pub struct ThroughputArgs {
     #[arg(long, default_value_t = 100)]
     pub keys: u32,
 
+    /// Operation weights, OP=WEIGHT,… with OP post, get or subscribe
+    #[arg(long, default_value = "post=50,get=50", value_name = "MIX")]
+    pub mix: cloudmesh::bench::Mix,
+
+    /// Operations per second in total [default: as fast as they complete]
+    #[arg(long, value_name = "PER_SEC")]
+    pub rate: Option<u32>,
+
     #[command(flatten)]
-    pub conn: ConnectArgs,
+    pub target: BenchTarget,
 }
 
 /// How to reach and trust a node, shared by the mesh-client verbs.
@@ -492,6 +609,13 @@ pub struct ConnectArgs {
     )]
     pub server: String,
 
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// How to trust nodes and what to tell them about this client.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
     /// Trust the node whose certificate has this SHA-256 fingerprint (cloudd prints it at
     /// start: `certificate fingerprint sha256:HEX`)
     #[arg(long, env = "CLOUDMESH_PIN", value_name = "FINGERPRINT", value_parser = parse_pin,

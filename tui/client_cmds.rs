@@ -12,7 +12,7 @@ use cloudmesh::proto::{GetPage, GetQuery, KeySpec, DEFAULT_PORT};
 use cloudmesh::transport::Trust;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::cli::{ConnectArgs, GetArgs, PostArgs, UsageError, WatchArgs};
+use crate::cli::{AuthArgs, ConnectArgs, GetArgs, PostArgs, UsageError, WatchArgs};
 use crate::output;
 
 const NO_TRUST: &str = "say how to trust the node, with one of:\n  \
@@ -45,7 +45,7 @@ impl Stop {
     }
 }
 
-fn trust(args: &ConnectArgs) -> Result<Trust, UsageError> {
+pub fn trust(args: &AuthArgs) -> Result<Trust, UsageError> {
     match (&args.pin, &args.ca, args.insecure) {
         (Some(pin), None, false) => Ok(Trust::Pin(*pin)),
         (None, Some(ca), false) => Ok(Trust::CaFile(ca.clone())),
@@ -84,30 +84,52 @@ fn split_server(server: &str) -> Result<(String, u16), UsageError> {
     Ok((host.to_owned(), port))
 }
 
-/// Resolves `--server` to one address, and the host name to expect in its certificate.
-async fn resolve(server: &str, timeout: Duration) -> anyhow::Result<(SocketAddr, String)> {
+/// Resolves `--server` to its addresses, and the host name to expect in certificates.
+async fn resolve(server: &str, timeout: Duration) -> anyhow::Result<(Vec<SocketAddr>, String)> {
     let (host, port) = split_server(server)?;
     let lookup = tokio::net::lookup_host((host.as_str(), port));
-    let mut addrs = tokio::time::timeout(timeout, lookup)
+    let addrs = tokio::time::timeout(timeout, lookup)
         .await
         .map_err(|_| anyhow!("cannot resolve {host}: no answer within {timeout:?}"))?
-        .with_context(|| format!("cannot resolve {host} (--server {server})"))?;
-    let addr = addrs.next();
-    drop(addrs);
-    let addr = addr.ok_or_else(|| anyhow!("{host} (--server {server}) has no address"))?;
-    Ok((addr, host))
+        .with_context(|| format!("cannot resolve {host} (--server {server})"))?
+        .collect();
+    Ok((addrs, host))
 }
 
 /// The node's address and the SDK options the connection flags describe.
 pub async fn client_options(args: &ConnectArgs) -> anyhow::Result<(SocketAddr, ClientOptions)> {
-    let trust = trust(args)?;
-    let (addr, host) = resolve(&args.server, args.connect_timeout).await?;
+    let trust = trust(&args.auth)?;
+    let (addrs, host) = resolve(&args.server, args.auth.connect_timeout).await?;
+    let addr = addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("{host} (--server {}) has no address", args.server))?;
+    Ok((addr, options(&args.auth, trust, host)))
+}
+
+/// Every address `server` names (a name may stand for several nodes), each with the SDK
+/// options the flags describe.
+pub async fn client_options_all(
+    server: &str,
+    auth: &AuthArgs,
+    trust: &Trust,
+) -> anyhow::Result<Vec<(SocketAddr, ClientOptions)>> {
+    let (addrs, host) = resolve(server, auth.connect_timeout).await?;
+    if addrs.is_empty() {
+        bail!("{host} (--server {server}) has no address");
+    }
+    let opts = options(auth, trust.clone(), host);
+    Ok(addrs.into_iter().map(|a| (a, opts.clone())).collect())
+}
+
+/// The SDK options for a node reached by the name `host`.
+pub fn options(auth: &AuthArgs, trust: Trust, host: String) -> ClientOptions {
     let mut opts = ClientOptions::new(trust);
-    opts.server_name = args.server_name.clone().unwrap_or(host);
-    opts.class = args.class.clone();
-    opts.token = args.token.clone();
-    opts.connect_timeout = args.connect_timeout;
-    Ok((addr, opts))
+    opts.server_name = auth.server_name.clone().unwrap_or(host);
+    opts.class = auth.class.clone();
+    opts.token = auth.token.clone();
+    opts.connect_timeout = auth.connect_timeout;
+    opts
 }
 
 /// Connects and completes the handshake, or explains what to check.

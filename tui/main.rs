@@ -6,6 +6,7 @@ mod cli;
 mod client_cmds;
 mod console;
 mod demo;
+mod local_mesh;
 mod output;
 mod tables;
 
@@ -23,14 +24,17 @@ async fn main() -> ExitCode {
         Command::Post(args) => client_cmds::post(args, cli.json).await,
         Command::Get(args) => client_cmds::get(args, cli.json).await,
         Command::Watch(args) => client_cmds::watch(args, cli.json).await,
-        Command::Bench(cli::BenchCommand::Throughput(args)) => {
-            bench_cmd::throughput(args, cli.json).await
+        Command::Bench(scenario) => {
+            use cli::BenchCommand as B;
+            let (socket, json) = (&cli.socket, cli.json);
+            match scenario {
+                B::Throughput(args) => bench_cmd::throughput(args, socket, json).await,
+                B::Fanout(args) => bench_cmd::fanout(args, socket, json).await,
+                B::Migration(args) => bench_cmd::migration(args, socket, json).await,
+                B::Drain(args) => bench_cmd::drain(args, socket, json).await,
+                B::Idle(args) => bench_cmd::idle(args, socket, json).await,
+            }
         }
-        Command::Bench(cli::BenchCommand::Fanout(args)) => bench_cmd::fanout(args, cli.json).await,
-        Command::Bench(cli::BenchCommand::Migration(args)) => {
-            bench_cmd::migration(args, cli.json).await
-        }
-        Command::Bench(cli::BenchCommand::Drain(args)) => bench_cmd::drain(args, cli.json).await,
         Command::Status => admin_cmds::status(&cli.socket, cli.json).await,
         Command::Nodes => admin_cmds::nodes(&cli.socket, cli.json).await,
         Command::Clients(args) => admin_cmds::clients(args, &cli.socket, cli.json).await,

@@ -1,0 +1,143 @@
+//! The fan-out scenario (§9: post on node A → notification at a subscriber on node C, p99
+//! < 5 ms at 10k/s): posters on some nodes at a fixed total rate, one subscriber elsewhere
+//! measuring each change's delay (post sent → notification received, one process clock).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::{BenchError, Report, Target};
+use crate::client::{Client, Event};
+use crate::proto::{Key, KeySpec};
+
+/// Knobs of the fan-out scenario.
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    /// Posts per second, across all posters.
+    pub rate: u32,
+    /// How long to post.
+    pub duration: Duration,
+    /// Concurrent posting connections (spread over the poster targets in turn).
+    pub posters: usize,
+    /// Distinct keys posted to.
+    pub keys: u32,
+    /// Bytes of data per post (at least 8: the send time travels in the row).
+    pub value_size: usize,
+}
+
+impl Default for FanoutOptions {
+    fn default() -> Self {
+        FanoutOptions {
+            rate: 10_000,
+            duration: Duration::from_secs(10),
+            posters: 4,
+            keys: 1000,
+            value_size: 32,
+        }
+    }
+}
+
+/// What the fan-out scenario measured.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FanoutReport {
+    /// Latency from post to notification at the subscriber (`ops` = notifications).
+    #[serde(flatten)]
+    pub latency: Report,
+    /// Posts acknowledged.
+    pub posted: u64,
+    /// Acknowledged posts whose notification never arrived.
+    pub missing: u64,
+}
+
+/// A monotonic microsecond clock shared by posters and the subscriber (same process).
+fn clock(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Runs the scenario; `posters` are the nodes posted to, `subscriber` the node watched from.
+pub async fn fanout(
+    posters: &[Target],
+    subscriber: &Target,
+    opts: &FanoutOptions,
+) -> Result<FanoutReport, BenchError> {
+    if posters.is_empty() {
+        return Err(BenchError::Mesh("no node to post to".into()));
+    }
+    let origin = Instant::now();
+    let sub_client = Client::connect(subscriber.addr, subscriber.client.clone()).await?;
+    let (_, mut sub) = sub_client
+        .subscribe(vec![KeySpec::primary("bench.fanout")], None)
+        .await?;
+    let mut clients = Vec::new();
+    for i in 0..opts.posters.max(1) {
+        let t = &posters[i % posters.len()];
+        clients.push(Client::connect(t.addr, t.client.clone()).await?);
+    }
+    let receiver = tokio::spawn(async move {
+        let mut lat = Vec::with_capacity(1 << 20);
+        while let Some(event) = sub.next().await {
+            if let Event::Updated(row) = event {
+                if let Some(sent) = row.data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                    let us = clock(origin).saturating_sub(u64::from_le_bytes(sent));
+                    lat.push(u32::try_from(us).unwrap_or(u32::MAX));
+                }
+            }
+        }
+        lat
+    });
+    let n = clients.len() as u32;
+    let per_poster = (f64::from(opts.rate.max(1)) / f64::from(n)).max(1.0);
+    let pad = opts.value_size.saturating_sub(8);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (p, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let keys = opts.keys.max(1);
+        let duration = opts.duration;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_poster));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let (mut posted, mut errors) = (0u64, 0u64);
+            let mut i = p as u32;
+            let mut data = Vec::with_capacity(8 + pad);
+            while start.elapsed() < duration {
+                tick.tick().await;
+                let key = Key::new("bench.fanout", i % keys);
+                i = i.wrapping_add(n);
+                data.clear();
+                data.extend_from_slice(&clock(origin).to_le_bytes());
+                data.resize(8 + pad, 0x42);
+                match client.post(key, Bytes::copy_from_slice(&data)).await {
+                    Ok(_) => posted += 1,
+                    Err(_) => errors += 1,
+                }
+            }
+            (posted, errors)
+        }));
+    }
+    let (mut posted, mut errors) = (0, 0);
+    for t in tasks {
+        if let Ok((p, e)) = t.await {
+            posted += p;
+            errors += e;
+        }
+    }
+    let elapsed = start.elapsed();
+    // Let the last notifications arrive: a ping through the subscriber's node follows them
+    // only for local changes, so allow the remote ones a bounded moment too.
+    let _ = sub_client.ping().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sub_client.clone().close().await;
+    for c in clients {
+        c.close().await;
+    }
+    let mut lat = receiver.await.unwrap_or_default();
+    let received = lat.len() as u64;
+    Ok(FanoutReport {
+        // Throughput is notifications per second of posting, not of the final wait.
+        latency: Report::from_latencies(&mut lat, errors, elapsed),
+        posted,
+        missing: posted.saturating_sub(received),
+    })
+}
