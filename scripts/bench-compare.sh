@@ -62,8 +62,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
 fi
 command -v cargo >/dev/null 2>&1 || die "cargo is not installed (https://rustup.rs)"
-for tool in awk sed timeout; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+for t in awk sed timeout; do
+  command -v "$t" >/dev/null 2>&1 || die "$t is required"
 done
 
 if [ "$BUILD" -eq 1 ]; then
@@ -81,27 +81,43 @@ done
 # Servers, all on 127.0.0.1, all stopped on exit
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-compare.XXXXXX")"
-PIDS=()
+PIDS=()      # servers started here
+TOOL_PID=""  # the measuring tool running now, if any
+# stop PID SECONDS: TERM, then KILL if it is still there after SECONDS.
+stop() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 1 $(($2 * 10))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    # Bounded: a server that ignores TERM for 5 s is killed.
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ "$status" -ne 0 ] && [ -d "$WORK" ]; then
-    echo "bench-compare: failed; server logs are kept in $WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
+  # The tool first: `timeout` passes the TERM on, and cloudctl stops its local mesh on it.
+  [ -z "$TOOL_PID" ] || stop "$TOOL_PID" 15
+  for pid in "${PIDS[@]}"; do stop "$pid" 5; done
+  case "$status" in
+    0) rm -rf "$WORK" ;;
+    130|143) echo "bench-compare: interrupted; logs are kept in $WORK" >&2 ;;
+    *) echo "bench-compare: failed; logs are kept in $WORK" >&2 ;;
+  esac
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# tool OUTFILE COMMAND...: runs a measuring tool under a time limit, stdout to OUTFILE, stderr
+# to tools.log. In the background and waited for, so Ctrl-C reaches the trap at once (a tool
+# under `timeout` is in its own process group and would not see the terminal's Ctrl-C).
+tool() {
+  local out=$1 rc=0; shift
+  timeout "$RUN_TIMEOUT" "$@" >"$out" 2>>"$WORK/tools.log" &
+  TOOL_PID=$!
+  wait "$TOOL_PID" || rc=$?
+  TOOL_PID=""
+  return "$rc"
+}
 
 USED_PORTS=" "
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -191,7 +207,7 @@ OUT=""
 run() {
   local name=$1; shift
   printf '   %-36s' "$name" >&2
-  if OUT="$(timeout "$RUN_TIMEOUT" "$@" 2>>"$WORK/tools.log" | tail -n 1)" && [ -n "$OUT" ]; then
+  if tool "$WORK/out" "$@" && OUT="$(tail -n 1 "$WORK/out")" && [ -n "$OUT" ]; then
     printf '%s\n' "$OUT" >>"$RESULTS"
     printf 'ok\n' >&2
   else
@@ -207,15 +223,17 @@ run() {
 redis_run() {
   local name=$1 depth=$2 calib rps n csv set get p50 p99
   printf '   %-36s' "$name" >&2
-  calib="$(timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CLIENTS" -P "$depth" \
-    -d 32 -t set -n $((20000 * depth)) --csv 2>>"$WORK/tools.log" || true)"
+  tool "$WORK/calib.csv" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CLIENTS" -P "$depth" \
+    -d 32 -t set -n $((20000 * depth)) --csv || true
+  calib="$(cat "$WORK/calib.csv")"
   rps="$(printf '%s\n' "$calib" | awk -F'","' '$1 ~ /SET/ {print int($2); exit}')"
   if [ -z "$rps" ] || [ "$rps" -le 0 ]; then
     OUT=""; FAILED=1; printf 'FAILED (calibration)\n' >&2; return
   fi
   n=$((rps * DURATION))
-  if csv="$(timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CLIENTS" -P "$depth" \
-      -d 32 -t set,get -n "$n" --csv 2>>"$WORK/tools.log")"; then
+  if tool "$WORK/redis-run.csv" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CLIENTS" \
+      -P "$depth" -d 32 -t set,get -n "$n" --csv; then
+    csv="$(cat "$WORK/redis-run.csv")"
     printf '%s\n' "$csv" >>"$WORK/redis.csv"
     # CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
     set="$(printf '%s\n' "$csv" | awk -F'","' '$1 ~ /^"SET/ {print $2; exit}')"
@@ -309,6 +327,5 @@ row "pub/sub saturated missing vs NATS" "$(field "$cms" missing)" "$(field "$nat
 printf '\nraw JSON lines: %s\ntable: %s\n' "$RESULTS" "$TABLE"
 if [ "$FAILED" -ne 0 ]; then
   echo "bench-compare: some runs failed (their figures are n/a); logs: $WORK/tools.log" >&2
-  # Keep the logs: cleanup removes $WORK only on success.
-  exit 1
+  exit 1 # cleanup keeps the logs
 fi
