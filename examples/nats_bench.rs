@@ -102,8 +102,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().mode {
+async fn main() -> std::process::ExitCode {
+    let outcome = match Cli::parse().mode {
         Mode::Latency {
             common,
             rate,
@@ -115,6 +115,13 @@ async fn main() -> anyhow::Result<()> {
             batch,
             size,
         } => throughput(&common, publishers.max(1), batch.max(1), size.max(16)).await,
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nats_bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
@@ -258,7 +265,12 @@ async fn connect(addr: SocketAddr, name: &str) -> anyhow::Result<(Reader, OwnedW
     };
     tokio::time::timeout(CONNECT_TIMEOUT, handshake)
         .await
-        .map_err(|_| anyhow!("NATS handshake with {addr} took over {CONNECT_TIMEOUT:?}"))?
+        .map_err(|_| {
+            anyhow!(
+                "NATS handshake with {addr} took over {CONNECT_TIMEOUT:?} (is a NATS server \
+                 listening there?)"
+            )
+        })?
 }
 
 /// One `PUB subject len\r\npayload\r\n`.

@@ -84,9 +84,9 @@ fn parse_pin(text: &str) -> Result<[u8; 32], String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     transport::install_crypto_provider();
-    match Cli::parse().mode {
+    let outcome = match Cli::parse().mode {
         Mode::Server { listen, exit_after } => server(listen, exit_after).await,
         Mode::Client {
             server,
@@ -110,6 +110,13 @@ async fn main() -> anyhow::Result<()> {
                 json,
             )
             .await
+        }
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quic_pingpong: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
 }
