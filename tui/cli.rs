@@ -34,7 +34,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// The admin socket of the cloudd to ask (operator verbs only) [default:
+    /// The admin socket of the cloudd to ask (operator verbs, and bench scenarios run
+    /// against --server) [default:
     /// $XDG_RUNTIME_DIR/cloudd/admin.sock, else /run/cloudd/admin.sock]
     #[arg(
         long,

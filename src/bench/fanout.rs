@@ -11,6 +11,9 @@ use super::{BenchError, Report, Target};
 use crate::client::{Client, Event};
 use crate::proto::{Key, KeySpec};
 
+/// How long notifications still on their way after the last post may take to count.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
 /// Knobs of the fan-out scenario.
 #[derive(Debug, Clone)]
 pub struct FanoutOptions {
@@ -74,6 +77,7 @@ pub async fn fanout(
         let t = &posters[i % posters.len()];
         clients.push(Client::connect(t.addr, t.client.clone()).await?);
     }
+    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0u64);
     let receiver = tokio::spawn(async move {
         let mut lat = Vec::with_capacity(1 << 20);
         while let Some(event) = sub.next().await {
@@ -81,6 +85,7 @@ pub async fn fanout(
                 if let Some(sent) = row.data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
                     let us = clock(origin).saturating_sub(u64::from_le_bytes(sent));
                     lat.push(u32::try_from(us).unwrap_or(u32::MAX));
+                    let _ = count_tx.send(lat.len() as u64);
                 }
             }
         }
@@ -124,10 +129,8 @@ pub async fn fanout(
         }
     }
     let elapsed = start.elapsed();
-    // Let the last notifications arrive: a ping through the subscriber's node follows them
-    // only for local changes, so allow the remote ones a bounded moment too.
-    let _ = sub_client.ping().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the last notifications arrive (bounded: what has not come by then is missing).
+    let _ = tokio::time::timeout(DRAIN_WAIT, count_rx.wait_for(|n| *n >= posted)).await;
     sub_client.clone().close().await;
     for c in clients {
         c.close().await;

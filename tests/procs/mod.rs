@@ -154,7 +154,12 @@ impl Proc {
 
     /// Waits for the process to exit, up to the deadline.
     pub fn wait(&mut self) -> ExitStatus {
-        let end = Instant::now() + DEADLINE;
+        self.wait_within(DEADLINE)
+    }
+
+    /// Like [`Proc::wait`], for commands that take longer than [`DEADLINE`] by design.
+    pub fn wait_within(&mut self, limit: Duration) -> ExitStatus {
+        let end = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait works") {
                 return status;
@@ -162,7 +167,7 @@ impl Proc {
             if Instant::now() >= end {
                 let err = self.stderr_text();
                 panic!(
-                    "{} did not exit within {DEADLINE:?}; stderr:\n{err}",
+                    "{} did not exit within {limit:?}; stderr:\n{err}",
                     self.what
                 );
             }
@@ -171,8 +176,13 @@ impl Proc {
     }
 
     /// Waits for exit, then returns the status, all stdout and all stderr.
-    pub fn finish(mut self) -> (ExitStatus, String, String) {
-        let status = self.wait();
+    pub fn finish(self) -> (ExitStatus, String, String) {
+        self.finish_within(DEADLINE)
+    }
+
+    /// Like [`Proc::finish`], waiting up to `limit`.
+    pub fn finish_within(mut self, limit: Duration) -> (ExitStatus, String, String) {
+        let status = self.wait_within(limit);
         // The pipes close at exit, so these loops end once the pumps have forwarded all.
         let out: Vec<String> = self.stdout.iter().collect();
         let rest: Vec<String> = self.stderr.iter().collect();

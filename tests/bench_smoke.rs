@@ -1,0 +1,168 @@
+//! CI's smoke runs of `cloudctl bench` (issue 7): every scenario, tiny, against the local
+//! mesh of real `cloudd` processes the command starts itself when given no address. Checks
+//! that each completes, reports its figures as JSON, saw no errors, loses nothing, and
+//! leaves no process or directory behind. Figures are never asserted against budgets here
+//! (that is BENCHMARKS.md's job, on a quiet machine).
+
+mod procs;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use procs::{Proc, CLOUDCTL};
+use serde_json::Value;
+
+/// A bench run includes starting and stopping its mesh; generous for a loaded 2-core box.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `cloudctl --json bench ARGS...`, checks the common fields and cleanup, and returns
+/// the report.
+fn bench(args: &[&str]) -> Value {
+    let mut all = vec!["--json", "bench"];
+    all.extend_from_slice(args);
+    let (status, out, err) = Proc::spawn(CLOUDCTL, &all).finish_within(RUN_LIMIT);
+    assert!(status.success(), "bench {args:?} failed:\n{err}");
+    let report: Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{out:?} is not JSON: {e}"));
+    assert_eq!(report["scenario"], args[0], "{report}");
+    for field in [
+        "ops_per_sec",
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "max_ms",
+        "seconds",
+    ] {
+        assert!(
+            report[field].as_f64().is_some_and(|v| v >= 0.0),
+            "{field} in {report}"
+        );
+    }
+    assert!(
+        report["p50_ms"].as_f64() <= report["max_ms"].as_f64(),
+        "{report}"
+    );
+    // The local mesh said where it lived, and is gone: directory and processes.
+    let dir = err
+        .lines()
+        .find_map(|l| l.strip_prefix("bench: dir "))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no `bench: dir` line in:\n{err}"));
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &dir.display().to_string()])
+        .output()
+        .expect("pgrep runs");
+    assert!(
+        left.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert!(
+        err.lines().any(|l| l == "bench: stopped"),
+        "the mesh was not stopped in order:\n{err}"
+    );
+    report
+}
+
+fn count(report: &Value, field: &str) -> u64 {
+    report[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} in {report}"))
+}
+
+#[test]
+fn throughput_runs_a_mix_against_a_node_it_starts() {
+    let r = bench(&[
+        "throughput",
+        "--clients",
+        "2",
+        "--pipeline",
+        "2",
+        "--duration",
+        "500ms",
+        "--mix",
+        "post=2,get=1,subscribe=1",
+    ]);
+    assert!(count(&r, "ops") > 0, "{r}");
+    assert_eq!(count(&r, "errors"), 0, "{r}");
+    for op in ["posts", "gets", "subscribes"] {
+        assert!(count(&r, op) > 0, "{op} in {r}");
+    }
+    // Each subscribe watches the key its worker posts next.
+    assert!(count(&r, "notifications") > 0, "{r}");
+}
+
+#[test]
+fn fanout_notifies_across_a_three_node_mesh_it_starts() {
+    let r = bench(&["fanout", "--rate", "200", "--duration", "1s"]);
+    assert!(count(&r, "posted") > 0, "{r}");
+    assert_eq!(count(&r, "missing"), 0, "{r}");
+    assert_eq!(count(&r, "ops"), count(&r, "posted"), "{r}");
+    assert_eq!(count(&r, "errors"), 0, "{r}");
+}
+
+#[test]
+fn migration_moves_clients_losing_and_duplicating_nothing() {
+    let r = bench(&["migration", "--clients", "6", "--migrations", "3"]);
+    assert_eq!(count(&r, "migrations"), 3, "{r}");
+    assert_eq!(count(&r, "failed"), 0, "{r}");
+    assert_eq!(count(&r, "client_errors"), 0, "{r}");
+    assert_eq!(count(&r, "lost"), 0, "{r}");
+    assert_eq!(count(&r, "duplicated"), 0, "{r}");
+    // The 3 moved clients' rows are watched by their neighbours: each sees the owner move.
+    assert_eq!(count(&r, "moves_seen"), 3, "{r}");
+}
+
+#[test]
+fn drain_moves_every_client_of_the_node() {
+    let r = bench(&["drain", "--clients", "20"]);
+    assert_eq!(count(&r, "clients"), 20, "{r}");
+    assert_eq!(count(&r, "moved"), 20, "{r}");
+    assert_eq!(count(&r, "ops"), 20, "every client was told it moved: {r}");
+    assert_eq!(r["node"], "node-1", "{r}");
+}
+
+#[test]
+fn idle_reads_the_node_memory_with_clients_connected() {
+    let r = bench(&["idle", "--clients", "20", "--settle", "200ms"]);
+    assert_eq!(count(&r, "clients"), 20, "{r}");
+    let (before, after) = (count(&r, "rss_before_bytes"), count(&r, "rss_bytes"));
+    assert!(before > 1 << 20, "a running node uses more than 1 MiB: {r}");
+    assert!(after > 0, "{r}");
+}
+
+#[test]
+fn a_missing_cloudd_is_a_clear_error() {
+    let (status, _, err) = Proc::spawn(
+        CLOUDCTL,
+        &[
+            "bench",
+            "throughput",
+            "--cloudd",
+            "/nonexistent/cloudd",
+            "--duration",
+            "1s",
+        ],
+    )
+    .finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("--cloudd /nonexistent/cloudd"), "{err}");
+}
+
+#[test]
+fn help_documents_every_scenario_and_the_local_mesh() {
+    let (status, out, err) = Proc::spawn(CLOUDCTL, &["bench", "--help"]).finish();
+    assert!(status.success(), "{err}");
+    assert!(out.contains("local mesh"), "{out}");
+    for scenario in ["throughput", "fanout", "migration", "drain", "idle"] {
+        assert!(out.contains(scenario), "{scenario} missing from:\n{out}");
+        let (status, help, err) = Proc::spawn(CLOUDCTL, &["bench", scenario, "--help"]).finish();
+        assert!(status.success(), "{err}");
+        assert!(help.contains("--server"), "{scenario}:\n{help}");
+        assert!(
+            help.contains("DESIGN §9"),
+            "{scenario} names its budget:\n{help}"
+        );
+    }
+}
