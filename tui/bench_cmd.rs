@@ -3,6 +3,7 @@
 //! prints what they measured.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cloudmesh::admin::{AdminClient, Command as AdminCommand, Response};
@@ -12,7 +13,9 @@ use cloudmesh::transport::Trust;
 use serde_json::json;
 
 use crate::admin_cmds::{AdminFailure, Exit};
-use crate::cli::{BenchTarget, DrainArgs, FanoutArgs, IdleArgs, MigrationArgs, ThroughputArgs};
+use crate::cli::{
+    BenchTarget, DrainArgs, FailoverArgs, FanoutArgs, IdleArgs, MigrationArgs, ThroughputArgs,
+};
 use crate::client_cmds::{client_options_all, explain_connect, trust};
 use crate::local_mesh::{find_cloudd, warn, LocalMesh, MeshOptions, Signals};
 use crate::output;
@@ -32,7 +35,8 @@ impl Nodes {
     /// Resolves `--server`, or starts a local mesh of `local_nodes` nodes when none is given.
     async fn up(target: &BenchTarget, local_nodes: u16, socket: &Path) -> anyhow::Result<Nodes> {
         if target.servers.is_empty() {
-            return Nodes::local(target, local_nodes).await;
+            let config = "# Written by `cloudctl bench`: built-in defaults.\n";
+            return Nodes::local(target.cloudd.as_deref(), target.keep, local_nodes, config).await;
         }
         let trust = trust(&target.auth)?;
         let mut targets = Vec::new();
@@ -50,15 +54,20 @@ impl Nodes {
         })
     }
 
-    async fn local(target: &BenchTarget, nodes: u16) -> anyhow::Result<Nodes> {
-        let cloudd = find_cloudd(target.cloudd.as_deref())?;
+    async fn local(
+        cloudd: Option<&Path>,
+        keep: bool,
+        nodes: u16,
+        config: &str,
+    ) -> anyhow::Result<Nodes> {
+        let cloudd = find_cloudd(cloudd)?;
         let opts = MeshOptions {
             label: "bench",
             nodes,
             base_port: 0,
-            keep: target.keep,
+            keep,
             node_log: "info".into(),
-            config: "# Written by `cloudctl bench`: built-in defaults.\n".into(),
+            config: config.into(),
             to_stderr: true,
         };
         let mut mesh = LocalMesh::create(opts, cloudd)?;
@@ -107,12 +116,6 @@ async fn with_nodes<T>(
     scenario: impl AsyncFnOnce(&Nodes) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let mut signals = Signals::new()?;
-    let interrupted = |which: &str| {
-        anyhow::Error::new(AdminFailure {
-            exit: Exit::Interrupted,
-            message: format!("bench: {which}: stopped"),
-        })
-    };
     let nodes = tokio::select! {
         n = Nodes::up(target, local_nodes, socket) => n?,
         which = signals.recv() => return Err(interrupted(which)),
@@ -123,6 +126,14 @@ async fn with_nodes<T>(
     };
     nodes.down().await;
     result
+}
+
+/// The error for a run stopped by a signal (exit 130).
+fn interrupted(which: &str) -> anyhow::Error {
+    anyhow::Error::new(AdminFailure {
+        exit: Exit::Interrupted,
+        message: format!("bench: {which}: stopped"),
+    })
 }
 
 /// `cloudctl bench throughput`.
@@ -360,6 +371,90 @@ pub async fn idle(args: IdleArgs, socket: &Path, json: bool) -> anyhow::Result<(
         report.ops_per_sec, report.p50_ms, report.p99_ms, report.max_ms
     ))?;
     Ok(())
+}
+
+/// `cloudctl bench failover`.
+pub async fn failover(args: FailoverArgs, json: bool) -> anyhow::Result<()> {
+    let idle = args.idle_timeout.max(Duration::from_millis(500));
+    let config = format!(
+        "# Written by `cloudctl bench failover`.\nidle_timeout = \"{}ms\"\nkeep_alive = \"{}ms\"\n",
+        idle.as_millis(),
+        (idle / 5).as_millis()
+    );
+    let mut signals = Signals::new()?;
+    let nodes = tokio::select! {
+        n = Nodes::local(args.cloudd.as_deref(), args.keep, args.nodes, &config) => n?,
+        which = signals.recv() => return Err(interrupted(which)),
+    };
+    let run = async {
+        let mesh = nodes.mesh.as_ref().context("no local mesh")?;
+        let local = mesh.nodes();
+        let mut admin = AdminClient::connect(&nodes.sockets[0]).await?;
+        let host = match admin.call(AdminCommand::Status).await? {
+            Response::Status(s) => s.host,
+            other => bail!("unexpected answer to `status`: {other:?}"),
+        };
+        let i = local
+            .iter()
+            .position(|n| n.name == host)
+            .with_context(|| format!("the host {host} is not one of the local nodes"))?;
+        let survivors: Vec<bench::Survivor> = (0..local.len())
+            .filter(|j| *j != i)
+            .map(|j| bench::Survivor {
+                target: nodes.targets[j].clone(),
+                socket: nodes.sockets[j].clone(),
+            })
+            .collect();
+        let pid = local[i].pid;
+        progress(format!(
+            "failover: {} clients on each of {} nodes; killing the host {host} (pid {pid})",
+            args.clients_per_node,
+            local.len()
+        ));
+        bench::failover(
+            &nodes.targets[i],
+            &host,
+            &survivors,
+            args.clients_per_node,
+            idle,
+            || sigkill(pid),
+        )
+        .await
+        .map_err(|e| nodes.explain(e))
+    };
+    let result = tokio::select! {
+        r = run => r,
+        which = signals.recv() => Err(interrupted(which)),
+    };
+    nodes.down().await;
+    let r = result?;
+    if json {
+        return print_json(&r, &[("scenario", json!("failover"))]);
+    }
+    output::line(&format!(
+        "new host {} after {:.0} ms; budget (idle timeout + 1 s) {:.0} ms",
+        r.new_host, r.new_host_ms, r.budget_ms
+    ))?;
+    output::line(&format!(
+        "{} rows lost with the host; NodeLost everywhere: p50 {:.0} ms, max {:.0} ms; \
+         missing {}",
+        r.rows_lost, r.deletions.p50_ms, r.deletions.max_ms, r.missing
+    ))?;
+    Ok(())
+}
+
+/// Kills a process at once, as a crash would (std can only kill its own children, and the
+/// crate forbids `unsafe`; kill(1) is on every Unix).
+fn sigkill(pid: u32) -> Result<(), String> {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .map_err(|e| format!("cannot run kill: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -KILL {pid} failed ({status})"))
+    }
 }
 
 /// Where the loaded node's resident memory is read from.

@@ -448,6 +448,44 @@ pub enum BenchCommand {
         plus \"clients\", \"rss_before_bytes\", \"rss_bytes\" and \"bytes_per_client\"."
     )]
     Idle(IdleArgs),
+    /// Time to a new host and NodeLost deletions after kill -9 of the host.
+    #[command(
+        long_about = "Failover after the host dies (DESIGN §9: a new host and \
+        NodeLost deletions everywhere within idle timeout + 1 s).\n\n\
+        Starts a local mesh of --nodes cloudd processes (it kills one, so it never runs \
+        against --server) with the nodes' idle timeout set to --idle-timeout; \
+        --clients-per-node clients on every node each post one row; a subscriber on every \
+        other node watches all rows. Then the host gets SIGKILL. Prints the time until the \
+        survivors agree on a new host, and per subscriber the time until it had seen every \
+        row of the dead node deleted with reason NodeLost (p50 … max), against the budget. \
+        With --json: the fields of `bench throughput` (ops = subscribers done) plus \
+        \"new_host_ms\", \"new_host\", \"rows_lost\", \"missing\" and \"budget_ms\"."
+    )]
+    Failover(FailoverArgs),
+}
+
+/// `cloudctl bench failover`.
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    /// Nodes in the local mesh (the host is killed, the others must take over)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..=32))]
+    pub nodes: u16,
+
+    /// Clients on each node, each posting one row
+    #[arg(long, default_value_t = 10)]
+    pub clients_per_node: usize,
+
+    /// The nodes' idle timeout (their keep-alive is a fifth of it)
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// The cloudd executable for the local mesh [default: beside cloudctl, else on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub cloudd: Option<PathBuf>,
+
+    /// Keep the local mesh's directory (node data and logs) after the run
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Which nodes a scenario loads: given ones, or a local mesh it starts itself.

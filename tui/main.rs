@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
                 B::Migration(args) => bench_cmd::migration(args, socket, json).await,
                 B::Drain(args) => bench_cmd::drain(args, socket, json).await,
                 B::Idle(args) => bench_cmd::idle(args, socket, json).await,
+                B::Failover(args) => bench_cmd::failover(args, json).await,
             }
         }
         Command::Status => admin_cmds::status(&cli.socket, cli.json).await,

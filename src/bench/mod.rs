@@ -9,6 +9,7 @@
 //! - [`migration`]: clients moved while posting and subscribed: stall, lost, duplicated.
 //! - [`drain`]: time for a node's clients to be moved elsewhere.
 //! - [`idle`]: N clients connected and idle, for the node's memory per client.
+//! - [`failover`]: the host killed: time to a new host and to `NodeLost` everywhere.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,11 +19,13 @@ use serde::Serialize;
 use crate::admin::{AdminClient, AdminClientError, Command, Response};
 use crate::client::{ClientError, ClientOptions};
 
+mod failover;
 mod fanout;
 mod idle;
 mod migration;
 mod throughput;
 
+pub use failover::{failover, FailoverReport, Survivor};
 pub use fanout::{fanout, FanoutOptions, FanoutReport};
 pub use idle::{idle, IdleClients};
 pub use migration::{drain, migration, DrainReport, MigrationOptions, MigrationReport};

@@ -415,13 +415,25 @@ fn node_info(hub: &Hub, shared: &Shared, m: &MemberInfo) -> NodeInfo {
     }
 }
 
+/// Every member, in name order (numbers in names compared as numbers: node-2 before
+/// node-10), so listings do not change order with who happened to join first.
 fn nodes(shared: &Shared) -> Vec<NodeInfo> {
     let hub = shared.hub();
-    hub.members
+    let mut v: Vec<NodeInfo> = hub
+        .members
         .all()
         .iter()
         .map(|m| node_info(&hub, shared, m))
-        .collect()
+        .collect();
+    v.sort_by(|a, b| name_order(&a.name).cmp(&name_order(&b.name)));
+    v
+}
+
+/// Sort key for node names: the name without its trailing digits, then their value.
+fn name_order(name: &str) -> (&str, u64, &str) {
+    let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    let number = name[stem.len()..].parse().unwrap_or(0);
+    (stem, number, name)
 }
 
 fn status(shared: &Shared) -> StatusInfo {
@@ -1074,4 +1086,19 @@ fn translate(shared: &Shared, names: &mut HashMap<NodeId, String>, e: MeshEvent)
         }
         MeshEvent::ZonesChanged => Event::Zones(zone_info(&shared.hub())?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_sort_with_their_numbers_as_numbers() {
+        let mut names = vec!["node-10", "node-2", "edge", "node-1", "node-", "alpha-3"];
+        names.sort_by_key(|n| name_order(n));
+        assert_eq!(
+            names,
+            ["alpha-3", "edge", "node-", "node-1", "node-2", "node-10"]
+        );
+    }
 }

@@ -83,9 +83,29 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>) {
                 Err(e) => tracing::warn!(error = %e, "could not write cloud.load/0"),
             }
         }
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(shared.config.load_interval) => {}
+        // Until the next full report, repeat this one to every peer each keep-alive
+        // interval: a peer counts a link that stays silent for its idle timeout as lost
+        // (link_loop), so that must never happen to a live link.
+        let next = tokio::time::Instant::now() + shared.config.load_interval;
+        loop {
+            let beat = shared.config.timing.keep_alive;
+            let wake = next.min(tokio::time::Instant::now() + beat);
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            if tokio::time::Instant::now() >= next {
+                break;
+            }
+            heartbeat(&shared);
         }
+    }
+}
+
+/// Sends this node's last load report to every peer again (cheap: no store write).
+fn heartbeat(shared: &Shared) {
+    let hub = shared.hub();
+    if let Some(info) = hub.loads.get(&shared.id).copied() {
+        hub.broadcast(&PeerFrame::Load(info), shared.config.max_frame);
     }
 }

@@ -716,8 +716,22 @@ async fn link_loop(
     node: NodeId,
 ) {
     let max = shared.config.max_frame;
+    // Every peer sends at least a load report each keep-alive interval (load.rs), so a link
+    // silent for the idle timeout is dead. Noticing that here, rather than waiting for
+    // QUIC's own idle timer (which restarts when this side sends its next keep-alive, up
+    // to a keep-alive interval later), keeps a lost node's NodeLost within the idle
+    // timeout of its last word (§9).
+    let silence = shared.config.timing.idle_timeout;
     let reason = loop {
-        let frame = match reader.next::<PeerFrame>().await {
+        let next = match tokio::time::timeout(silence, reader.next::<PeerFrame>()).await {
+            Ok(next) => next,
+            Err(_) => {
+                let why = format!("no frame from the peer within the idle timeout ({silence:?})");
+                conn.close(CloseCode::Normal.to_u32().into(), why.as_bytes());
+                break why;
+            }
+        };
+        let frame = match next {
             Ok(Some(f)) => f,
             Ok(None) => break "stream ended".to_owned(),
             Err(CodecError::Io(e)) => break e.to_string(),
@@ -851,8 +865,10 @@ async fn link_loop(
             }
             PeerFrame::Load(info) => {
                 let mut hub = shared.hub();
-                hub.loads.insert(node, info);
-                let _ = hub.events.send(MeshEvent::Load { node, info });
+                // Heartbeats repeat the last report; only a new one is news.
+                if hub.loads.insert(node, info) != Some(info) {
+                    let _ = hub.events.send(MeshEvent::Load { node, info });
+                }
             }
             PeerFrame::DrainProgress { moved, remaining } => {
                 let mut hub = shared.hub();
