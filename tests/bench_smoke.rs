@@ -133,6 +133,28 @@ fn idle_reads_the_node_memory_with_clients_connected() {
 }
 
 #[test]
+fn failover_elects_a_new_host_and_deletes_the_dead_hosts_rows_everywhere() {
+    let r = bench(&[
+        "failover",
+        "--nodes",
+        "3",
+        "--clients-per-node",
+        "3",
+        "--idle-timeout",
+        "1s",
+    ]);
+    assert_eq!(count(&r, "rows_lost"), 3, "{r}");
+    assert_eq!(count(&r, "missing"), 0, "{r}");
+    assert_eq!(
+        count(&r, "ops"),
+        2,
+        "both survivors saw every NodeLost: {r}"
+    );
+    let new_host = r["new_host"].as_str().unwrap_or_default();
+    assert!(["node-2", "node-3"].contains(&new_host), "{r}");
+}
+
+#[test]
 fn a_missing_cloudd_is_a_clear_error() {
     let (status, _, err) = Proc::spawn(
         CLOUDCTL,
@@ -155,7 +177,14 @@ fn help_documents_every_scenario_and_the_local_mesh() {
     let (status, out, err) = Proc::spawn(CLOUDCTL, &["bench", "--help"]).finish();
     assert!(status.success(), "{err}");
     assert!(out.contains("local mesh"), "{out}");
-    for scenario in ["throughput", "fanout", "migration", "drain", "idle"] {
+    for scenario in [
+        "throughput",
+        "fanout",
+        "migration",
+        "drain",
+        "idle",
+        "failover",
+    ] {
         assert!(out.contains(scenario), "{scenario} missing from:\n{out}");
         let (status, help, err) = Proc::spawn(CLOUDCTL, &["bench", scenario, "--help"]).finish();
         assert!(status.success(), "{err}");
