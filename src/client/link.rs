@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use super::{close_error, lock, ClientError, ClientOptions, State};
 use crate::proto::{
     encode_to_bytes, outbox, ClientFrame, CloseCode, CodecError, FrameReader, Hello, NodeId,
-    Notification, Outbox, ServerFrame, Welcome, ALPN_CLIENT,
+    Notification, Outbox, Reply, ServerFrame, Welcome, WireError, ALPN_CLIENT,
 };
 use crate::transport::{self, Trust};
 
@@ -173,6 +173,23 @@ pub(crate) fn push_frame(st: &mut State, frame: Bytes) {
     }
 }
 
+/// Sends a request on the client's current path like [`push_frame`], encoding it straight
+/// into the link's queue in the usual case (no allocation of its own).
+pub(crate) fn push_request(
+    st: &mut State,
+    frame: &ClientFrame,
+    max_frame: usize,
+) -> Result<(), CodecError> {
+    match &st.link {
+        Some(link) if st.switch.is_none() => link.outbox.push_encoded(frame, max_frame),
+        _ => {
+            let bytes = encode_to_bytes(frame, max_frame)?;
+            push_frame(st, bytes);
+            Ok(())
+        }
+    }
+}
+
 fn announce(ctx: &Ctx, st: &mut State, from: NodeId) {
     if let Some(link) = &st.link {
         let _ = ctx.migrations.send(Migrated {
@@ -188,6 +205,28 @@ fn offer_all(st: &mut State, n: &Notification) {
     }
 }
 
+/// Hands an answer to its caller; when it was the last one the old link owed during a
+/// switch, completes the switch and returns the old connection to close.
+fn answer(
+    ctx: &Arc<Ctx>,
+    st: &mut State,
+    id: u64,
+    result: Result<Reply, WireError>,
+) -> Option<quinn::Connection> {
+    if let Some(tx) = st.pending.remove(&id) {
+        let _ = tx.send(result.map_err(ClientError::Server));
+    }
+    let drained = st.switch.as_mut().is_some_and(|sw| {
+        sw.old_ids.remove(&id);
+        sw.old_ids.is_empty()
+    });
+    if drained {
+        complete_switch(ctx, st)
+    } else {
+        None
+    }
+}
+
 /// Routes frames from one link to waiting calls and subscriptions, then handles its end.
 pub(crate) async fn read_loop(
     ctx: Arc<Ctx>,
@@ -195,23 +234,33 @@ pub(crate) async fn read_loop(
     mut reader: FrameReader<quinn::RecvStream>,
 ) {
     let me = conn.stable_id();
+    // A frame read while routing a batch of answers, handled next.
+    let mut next = None;
     let error = loop {
-        match reader.next::<ServerFrame>().await {
+        let item = match next.take() {
+            Some(item) => item,
+            None => reader.next::<ServerFrame>().await,
+        };
+        match item {
             Ok(Some(ServerFrame::Response { id, result })) => {
+                // Answers arrive in batches: route every one already buffered under one
+                // lock. Anything else ends the batch and is handled next, in order.
                 let to_close = {
                     let mut st = lock(&ctx.state);
-                    if let Some(tx) = st.pending.remove(&id) {
-                        let _ = tx.send(result.map_err(ClientError::Server));
+                    let mut to_close = answer(&ctx, &mut st, id, result);
+                    while to_close.is_none() {
+                        match reader.next_buffered::<ServerFrame>() {
+                            Ok(Some(ServerFrame::Response { id, result })) => {
+                                to_close = answer(&ctx, &mut st, id, result);
+                            }
+                            Ok(None) => break,
+                            other => {
+                                next = Some(other);
+                                break;
+                            }
+                        }
                     }
-                    let drained = st.switch.as_mut().is_some_and(|sw| {
-                        sw.old_ids.remove(&id);
-                        sw.old_ids.is_empty()
-                    });
-                    if drained {
-                        complete_switch(&ctx, &mut st)
-                    } else {
-                        None
-                    }
+                    to_close
                 };
                 if let Some(old) = to_close {
                     old.close(CloseCode::Normal.to_u32().into(), b"migrated");

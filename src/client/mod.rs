@@ -20,9 +20,9 @@ pub use link::Migrated;
 pub use subscription::{Event, Subscription};
 
 use crate::proto::{
-    encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, GetPage, GetQuery, Key, KeySpec,
-    LimitsInfo, NodeId, NodeRtt, Notification, Placement, Position, Reply, Request, Row, Welcome,
-    WireError, ALPN_CLIENT, DEFAULT_MAX_FRAME,
+    ClientFrame, ClientId, CloseCode, CodecError, GetPage, GetQuery, Key, KeySpec, LimitsInfo,
+    NodeId, NodeRtt, Notification, Placement, Position, Reply, Request, Row, Welcome, WireError,
+    ALPN_CLIENT, DEFAULT_MAX_FRAME,
 };
 use crate::transport::{self, Timing, Trust};
 use subscription::SubEntry;
@@ -124,7 +124,7 @@ impl ClientOptions {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// Requests waiting for their response.
-    pending: HashMap<u64, oneshot::Sender<Result<Reply, ClientError>>>,
+    pending: HashMap<u64, oneshot::Sender<Result<Reply, ClientError>>, IdHash>,
     /// Local subscriptions by id.
     pub(crate) subs: HashMap<u64, SubEntry>,
     /// Set once the connection is gone for good; later calls fail with it.
@@ -149,6 +149,30 @@ pub(crate) struct State {
     /// as soon as that one completes (the new node may move us on at once, e.g. draining).
     next_migrate: Option<link::MigrateOrder>,
 }
+
+/// Hashes request ids (our own counter, not input) with one multiplication instead of
+/// SipHash: the pending map is touched twice per request.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: consecutive ids spread over the high bits hashbrown uses.
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -409,8 +433,14 @@ impl Client {
 
     async fn request(&self, op: Request) -> Result<Reply, ClientError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_to_bytes(&ClientFrame::Request { id, op }, self.inner.max_frame)
-            .map_err(|e| match e {
+        let frame = ClientFrame::Request { id, op };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = lock(&self.inner.ctx.state);
+            if let Some(e) = &st.closed {
+                return Err(e.clone());
+            }
+            link::push_request(&mut st, &frame, self.inner.max_frame).map_err(|e| match e {
                 CodecError::TooLarge { len, max } => ClientError::Server(WireError::TooLarge {
                     what: "request".into(),
                     size: len,
@@ -418,14 +448,7 @@ impl Client {
                 }),
                 other => ClientError::Protocol(other.to_string()),
             })?;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut st = lock(&self.inner.ctx.state);
-            if let Some(e) = &st.closed {
-                return Err(e.clone());
-            }
             st.pending.insert(id, tx);
-            link::push_frame(&mut st, frame);
         }
         match rx.await {
             Ok(result) => result,

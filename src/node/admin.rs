@@ -835,6 +835,8 @@ struct Observer {
     id: ClientId,
     writer: OutboxWriter,
     decoder: FrameDecoder,
+    /// Queued bytes not decoded yet.
+    buf: BytesMut,
 }
 
 impl Observer {
@@ -881,18 +883,24 @@ impl Observer {
             id,
             writer,
             decoder: FrameDecoder::new(shared.config.max_frame),
+            buf: BytesMut::new(),
         })
     }
 
     async fn next(&mut self) -> Option<ServerFrame> {
         loop {
-            let bytes = self.writer.recv().await?;
-            let mut buf = BytesMut::from(&bytes[..]);
-            match self.decoder.decode::<ServerFrame>(&mut buf) {
+            match self.decoder.decode::<ServerFrame>(&mut self.buf) {
                 Ok(Some(frame)) => return Some(frame),
+                Ok(None) => {}
                 // Our own encoding: failing to read it is a bug, not input.
-                other => tracing::error!(?other, "admin observer could not read a frame"),
+                Err(e) => {
+                    tracing::error!(error = %e, "admin observer could not read a frame");
+                    self.buf.clear();
+                }
             }
+            // The queue hands over whole frames, one or several at a time.
+            let bytes = self.writer.recv().await?;
+            self.buf.extend_from_slice(&bytes);
         }
     }
 

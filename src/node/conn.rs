@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 use super::rate::TokenBucket;
-use super::{migrate, now_ms, peer, place, zones, Link, Shared};
+use super::{migrate, now_ms, peer, place, zones, Hub, Link, Shared};
 use crate::proto::{
     encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, DeleteReason, FrameReader,
     Hello, LimitsInfo, PeerFrame, Placement, Reply, Request, ServerFrame, Welcome, WireError,
@@ -19,6 +19,9 @@ use crate::proto::{outbox, Outbox, OutboxWriter};
 
 /// The reader stops taking requests while more than this is queued to the client.
 const BACKPRESSURE_MARK: usize = 1024 * 1024;
+
+/// Most requests answered under one hold of the hub lock.
+const MAX_BATCH: usize = 64;
 
 /// How a connection ended, and what to tell the client.
 struct Ending {
@@ -319,40 +322,59 @@ async fn request_loop(
     let sink = Sink::Client(outbox.clone());
     loop {
         outbox.wait_below(BACKPRESSURE_MARK).await;
-        let frame = match reader.next::<ClientFrame>().await {
+        let first = match reader.next::<ClientFrame>().await {
             Ok(Some(frame)) => frame,
             Ok(None) => return Some(Ending::new(CloseCode::Normal, "stream finished")),
             Err(CodecError::Io(_)) => return None,
             Err(e) => return Some(codec_ending(&e)),
         };
-        let (id, op) = match frame {
-            ClientFrame::Request { id, op } => (id, op),
-            ClientFrame::Hello(_) => {
-                return Some(Ending::new(CloseCode::Protocol, "Hello sent twice"))
-            }
-        };
+        // Answer everything that arrived together under one hub lock, and wake the writer
+        // once for the whole batch (one write, fewer packets). The batch ends early when
+        // the queue to the client is long, so back-pressure still holds.
         let now = Instant::now();
-        if !bucket.allow(now) {
-            if now.duration_since(window) > Duration::from_secs(1) {
-                window = now;
-                rejected = 0;
+        let now_ms = now_ms();
+        let _hold = outbox.hold();
+        let mut hub = shared.hub();
+        let mut frame = first;
+        let mut taken = 1;
+        loop {
+            let (id, op) = match frame {
+                ClientFrame::Request { id, op } => (id, op),
+                ClientFrame::Hello(_) => {
+                    return Some(Ending::new(CloseCode::Protocol, "Hello sent twice"))
+                }
+            };
+            if bucket.allow(now) {
+                handle_locked(shared, &mut hub, client, &sink, id, op, now_ms);
+            } else {
+                if now.duration_since(window) > Duration::from_secs(1) {
+                    window = now;
+                    rejected = 0;
+                }
+                rejected += 1;
+                if rejected > flood_after {
+                    return Some(Ending::new(
+                        CloseCode::Flood,
+                        "request flood: far over the rate limit",
+                    ));
+                }
+                respond(
+                    shared,
+                    &sink,
+                    id,
+                    Err(WireError::RateLimited { per_sec: rate }),
+                );
             }
-            rejected += 1;
-            if rejected > flood_after {
-                return Some(Ending::new(
-                    CloseCode::Flood,
-                    "request flood: far over the rate limit",
-                ));
+            if taken >= MAX_BATCH || outbox.queued() > BACKPRESSURE_MARK {
+                break;
             }
-            respond(
-                shared,
-                &sink,
-                id,
-                Err(WireError::RateLimited { per_sec: rate }),
-            );
-            continue;
+            frame = match reader.next_buffered::<ClientFrame>() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => return Some(codec_ending(&e)),
+            };
+            taken += 1;
         }
-        handle(shared, client, &sink, id, op);
     }
 }
 
@@ -380,33 +402,29 @@ pub(super) fn respond(shared: &Shared, sink: &Sink, id: u64, result: Result<Repl
                 id,
                 result,
             };
-            match encode_to_bytes(&frame, max) {
-                Ok(bytes) => peer.push_response(bytes),
-                Err(e) => tracing::error!(error = %e, "forwarded answer does not fit a frame"),
+            if let Err(e) = peer.push_encoded(&frame, max) {
+                tracing::error!(error = %e, "forwarded answer does not fit a frame");
             }
             return;
         }
     };
-    let frame = encode_to_bytes(&ServerFrame::Response { id, result }, max).or_else(|e| {
-        let err = WireError::TooLarge {
-            what: "response".into(),
-            size: match e {
-                CodecError::TooLarge { len, .. } => len,
-                _ => 0,
-            },
-            max: max as u64,
-        };
-        encode_to_bytes(
-            &ServerFrame::Response {
-                id,
-                result: Err(err),
-            },
-            max,
-        )
-    });
-    match frame {
-        Ok(frame) => outbox.push_response(frame),
-        Err(e) => tracing::error!(error = %e, "could not encode a response"),
+    let Err(e) = outbox.push_encoded(&ServerFrame::Response { id, result }, max) else {
+        return;
+    };
+    let err = WireError::TooLarge {
+        what: "response".into(),
+        size: match e {
+            CodecError::TooLarge { len, .. } => len,
+            _ => 0,
+        },
+        max: max as u64,
+    };
+    let answer = ServerFrame::Response {
+        id,
+        result: Err(err),
+    };
+    if let Err(e) = outbox.push_encoded(&answer, max) {
+        tracing::error!(error = %e, "could not encode a response");
     }
 }
 
@@ -414,28 +432,41 @@ pub(super) fn respond(shared: &Shared, sink: &Sink, id: u64, result: Result<Repl
 /// change, so a get+subscribe's snapshot precedes every notification after it. A get that
 /// other nodes must answer too is finished by a task once they did (or timed out).
 pub(super) fn handle(shared: &Arc<Shared>, client: ClientId, sink: &Sink, id: u64, op: Request) {
+    let mut hub = shared.hub();
+    handle_locked(shared, &mut hub, client, sink, id, op, now_ms());
+    drop(hub);
+}
+
+/// [`handle`] for a caller that already holds the hub lock (the request loop takes it once
+/// for every request that arrived together).
+fn handle_locked(
+    shared: &Arc<Shared>,
+    hub: &mut Hub,
+    client: ClientId,
+    sink: &Sink,
+    id: u64,
+    op: Request,
+    now: u64,
+) {
     shared
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let now = now_ms();
     let max = shared.config.max_frame;
-    let mut hub = shared.hub();
     // Handed over to another node: requests still arriving here go there, in order, on the
     // link that carried the session (§6.1 step 4).
     if let (Some(target), Sink::Client(_)) = (hub.moved.get(&client).copied(), sink) {
         match hub.peers.get(&target) {
             Some(link) => {
                 let frame = PeerFrame::Forward { client, id, op };
-                match encode_to_bytes(&frame, max) {
-                    Ok(bytes) => link.outbox.push_response(bytes),
-                    Err(e) => respond(
+                if let Err(e) = link.outbox.push_encoded(&frame, max) {
+                    respond(
                         shared,
                         sink,
                         id,
                         Err(WireError::Protocol {
                             reason: e.to_string(),
                         }),
-                    ),
+                    )
                 }
             }
             None => respond(
@@ -464,11 +495,10 @@ pub(super) fn handle(shared: &Arc<Shared>, client: ClientId, sink: &Sink, id: u6
             Reply::Released { count }
         }),
         Request::Get(query) => {
-            let targets = peer::targets_for(&hub, &query);
+            let targets = peer::targets_for(hub, &query);
             match hub.store.get(client, &query) {
                 Ok(local) if !targets.is_empty() => {
-                    let waits = peer::send_gets(shared, &hub, &targets, &query);
-                    drop(hub);
+                    let waits = peer::send_gets(shared, hub, &targets, &query);
                     tokio::spawn(peer::answer_merged(
                         shared.clone(),
                         sink.clone(),
@@ -493,16 +523,16 @@ pub(super) fn handle(shared: &Arc<Shared>, client: ClientId, sink: &Sink, id: u6
         Request::Ping => Ok(Reply::Pong),
         Request::SetPosition { position } => {
             hub.positions.insert(client, position);
-            if let Some(target) = zones::handover_target(&hub, shared, position) {
+            if let Some(target) = zones::handover_target(hub, shared, position) {
                 tokio::spawn(zones::hand_over(shared.clone(), client, target));
             }
             Ok(Reply::PositionSet)
         }
         Request::Place { rtts, position } => {
-            let decision = place::decide(&hub, shared, &rtts, position);
+            let decision = place::decide(hub, shared, &rtts, position);
             // A connected client that moves reconnects (its rows here are not carried; that
             // is migration's job), so its ticket names a fresh id, never its current one.
-            let placement = place::placement(&hub, shared, &decision, ClientId::random());
+            let placement = place::placement(hub, shared, &decision, ClientId::random());
             Ok(Reply::Placed {
                 placement,
                 explain: decision.explain(),
@@ -511,5 +541,4 @@ pub(super) fn handle(shared: &Arc<Shared>, client: ClientId, sink: &Sink, id: u6
     };
     hub.flush_holds(max);
     respond(shared, sink, id, result);
-    drop(hub);
 }

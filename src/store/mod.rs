@@ -6,7 +6,7 @@
 mod filter;
 mod limits;
 
-use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 
@@ -23,8 +23,8 @@ use crate::proto::{
 pub const ROW_OVERHEAD: u64 = 32;
 
 /// Approximate encoded size of a row in a get page, used for the download limit.
-fn row_wire_size(key: &Key, data: &Bytes) -> usize {
-    key.primary.len() + data.len() + 48
+fn row_wire_size(primary: &str, data: &Bytes) -> usize {
+    primary.len() + data.len() + 48
 }
 
 /// A change and the clients that must hear of it. Encode once, send to each.
@@ -44,6 +44,9 @@ struct Entry {
     updated_at_ms: u64,
     node: NodeId,
 }
+
+/// The rows under one key, by owner.
+type Owners = BTreeMap<ClientId, Entry>;
 
 /// Which owners' rows a subscription wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +133,9 @@ pub struct Store {
     /// Last version handed out; every change takes the next one, so versions strictly
     /// increase per row even across delete and re-create.
     clock: u64,
-    rows: BTreeMap<Key, BTreeMap<ClientId, Entry>>,
+    /// Rows by primary, then secondary, then owner: the order of `(Key, owner)`, with lookups
+    /// by `&str` (no key built or cloned to find a row) and few string comparisons.
+    rows: BTreeMap<String, BTreeMap<u32, Owners>>,
     clients: HashMap<ClientId, ClientEntry>,
     subs: HashMap<String, PrimarySubs>,
     limits: StoreLimits,
@@ -323,17 +328,20 @@ impl Store {
         max: usize,
     ) -> (Vec<Row>, bool) {
         let (lo, hi) = match secondary {
-            Some(s) => (Key::new(primary, s), Key::new(primary, s)),
-            None => (Key::new(primary, 0), Key::new(primary, u32::MAX)),
+            Some(s) => (s, s),
+            None => (0, u32::MAX),
         };
         let mut out = Vec::new();
-        for (key, owners) in self.rows.range(lo..=hi) {
+        let Some(by_secondary) = self.rows.get(primary) else {
+            return (out, false);
+        };
+        for (secondary, owners) in by_secondary.range(lo..=hi) {
             for (owner, e) in owners {
                 if out.len() == max {
                     return (out, true);
                 }
                 out.push(Row {
-                    key: key.clone(),
+                    key: Key::new(primary, *secondary),
                     owner: *owner,
                     node: e.node,
                     data: e.data.clone(),
@@ -369,6 +377,25 @@ impl Store {
         self.clock
     }
 
+    /// The rows under `key`, if any.
+    fn owners(&self, key: &Key) -> Option<&Owners> {
+        self.rows.get(key.primary.as_str())?.get(&key.secondary)
+    }
+
+    /// Takes `owner`'s row under `key` out of the map, dropping emptied levels.
+    fn take_entry(&mut self, key: &Key, owner: ClientId) -> Option<Entry> {
+        let by_secondary = self.rows.get_mut(key.primary.as_str())?;
+        let owners = by_secondary.get_mut(&key.secondary)?;
+        let entry = owners.remove(&owner)?;
+        if owners.is_empty() {
+            by_secondary.remove(&key.secondary);
+            if by_secondary.is_empty() {
+                self.rows.remove(key.primary.as_str());
+            }
+        }
+        Some(entry)
+    }
+
     /// Checks reserved keys and filter rules for `op` on `primary` by `client`.
     fn check_access(
         client: &ClientEntry,
@@ -400,7 +427,9 @@ impl Store {
         key.validate().map_err(|e| WireError::InvalidKey {
             reason: e.to_string(),
         })?;
-        let client = self.clients.get(&owner).ok_or(WireError::NotFound)?;
+        // One lookup of the client and one of the row (an update, the common case, finds
+        // its entry and changes it in place); the fields are borrowed separately for that.
+        let client = self.clients.get_mut(&owner).ok_or(WireError::NotFound)?;
         Self::check_access(client, &self.filters, FilterOp::Post, &key.primary)?;
         if data.len() > self.limits.max_row_bytes as usize && !client.system {
             return Err(WireError::TooLarge {
@@ -409,11 +438,12 @@ impl Store {
                 max: self.limits.max_row_bytes.into(),
             });
         }
-        let old_len = self
+        let mut existing = self
             .rows
-            .get(&key)
-            .and_then(|owners| owners.get(&owner))
-            .map(|e| e.data.len() as u64);
+            .get_mut(key.primary.as_str())
+            .and_then(|by_secondary| by_secondary.get_mut(&key.secondary))
+            .and_then(|owners| owners.get_mut(&owner));
+        let old_len = existing.as_ref().map(|e| e.data.len() as u64);
         let key_cost = key.primary.len() as u64 + ROW_OVERHEAD;
         let old_cost = old_len.map_or(0, |l| l + key_cost);
         let would_hold = client.bytes - old_cost + data.len() as u64 + key_cost;
@@ -424,25 +454,36 @@ impl Store {
             });
         }
 
-        let version = self.next_version();
+        self.clock += 1;
+        let version = self.clock;
         let entry = Entry {
             data: data.clone(),
             version,
             updated_at_ms: now_ms,
             node: self.node,
         };
-        let client = self.clients.get_mut(&owner).ok_or(WireError::NotFound)?;
         client.bytes = would_hold;
-        if old_len.is_none() {
+        self.stats_bytes = self.stats_bytes - old_len.unwrap_or(0) + data.len() as u64;
+        if let Some(slot) = existing.take() {
+            *slot = entry;
+        } else {
             client.keys.insert(key.clone());
             self.stats_rows += 1;
             self.count_primary(&key.primary, 1);
+            if let Some(by_secondary) = self.rows.get_mut(key.primary.as_str()) {
+                by_secondary
+                    .entry(key.secondary)
+                    .or_default()
+                    .insert(owner, entry);
+            } else {
+                self.rows
+                    .entry(key.primary.clone())
+                    .or_default()
+                    .entry(key.secondary)
+                    .or_default()
+                    .insert(owner, entry);
+            }
         }
-        self.stats_bytes = self.stats_bytes - old_len.unwrap_or(0) + data.len() as u64;
-        self.rows
-            .entry(key.clone())
-            .or_default()
-            .insert(owner, entry);
         let row = Row {
             key,
             owner,
@@ -488,13 +529,7 @@ impl Store {
         reason: DeleteReason,
         now_ms: u64,
     ) -> Option<Fanout> {
-        let btree_map::Entry::Occupied(mut owners) = self.rows.entry(key.clone()) else {
-            return None;
-        };
-        let entry = owners.get_mut().remove(&owner)?;
-        if owners.get().is_empty() {
-            owners.remove();
-        }
+        let entry = self.take_entry(key, owner)?;
         if let Some(client) = self.clients.get_mut(&owner) {
             client.keys.remove(key);
             client.bytes -= entry.data.len() as u64 + key.primary.len() as u64 + ROW_OVERHEAD;
@@ -542,7 +577,7 @@ impl Store {
             .keys
             .iter()
             .filter_map(|key| {
-                let e = self.rows.get(key)?.get(&id)?;
+                let e = self.owners(key)?.get(&id)?;
                 Some(Row {
                     key: key.clone(),
                     owner: id,
@@ -593,15 +628,9 @@ impl Store {
             }
         }
         for key in &client.keys {
-            let btree_map::Entry::Occupied(mut owners) = self.rows.entry(key.clone()) else {
-                continue;
-            };
-            if let Some(e) = owners.get_mut().remove(&id) {
+            if let Some(e) = self.take_entry(key, id) {
                 self.stats_rows -= 1;
                 self.stats_bytes -= e.data.len() as u64;
-            }
-            if owners.get().is_empty() {
-                owners.remove();
             }
             self.count_primary(&key.primary, -1);
         }
@@ -802,24 +831,33 @@ impl Store {
         let mut bytes = 0usize;
         let start = query.start.as_ref();
         for spec in specs {
-            let lo = Key::new(spec.primary.clone(), spec.secondary.unwrap_or(0));
-            let hi = Key::new(spec.primary.clone(), spec.secondary.unwrap_or(u32::MAX));
-            if start.is_some_and(|c| c.key > hi) {
-                continue;
+            let primary = spec.primary.as_str();
+            let mut lo = spec.secondary.unwrap_or(0);
+            let hi = spec.secondary.unwrap_or(u32::MAX);
+            // A cursor past this spec skips it; one inside it starts the range there.
+            if let Some(c) = start {
+                match c.key.primary.as_str().cmp(primary) {
+                    std::cmp::Ordering::Greater => continue,
+                    std::cmp::Ordering::Equal if c.key.secondary > hi => continue,
+                    std::cmp::Ordering::Equal => lo = lo.max(c.key.secondary),
+                    std::cmp::Ordering::Less => {}
+                }
             }
-            let lo = match start {
-                Some(c) if c.key > lo => c.key.clone(),
-                _ => lo,
+            let Some(by_secondary) = self.rows.get(primary) else {
+                continue;
             };
-            for (key, by_owner) in self.rows.range(lo..=hi) {
+            for (&secondary, by_owner) in by_secondary.range(lo..=hi) {
                 for (owner, entry) in by_owner {
-                    if start.is_some_and(|c| (key, *owner) <= (&c.key, c.owner)) {
+                    if start.is_some_and(|c| {
+                        (primary, secondary, *owner)
+                            <= (c.key.primary.as_str(), c.key.secondary, c.owner)
+                    }) {
                         continue;
                     }
                     if owners.as_ref().is_some_and(|o| !o.contains(owner)) {
                         continue;
                     }
-                    let size = row_wire_size(key, &entry.data);
+                    let size = row_wire_size(primary, &entry.data);
                     let full = page.rows.len() >= max_rows
                         || (!page.rows.is_empty() && bytes + size > limits.max_get_bytes as usize);
                     if full {
@@ -831,7 +869,7 @@ impl Store {
                     }
                     bytes += size;
                     page.rows.push(Row {
-                        key: key.clone(),
+                        key: Key::new(primary, secondary),
                         owner: *owner,
                         node: entry.node,
                         data: entry.data.clone(),
