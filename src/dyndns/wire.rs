@@ -575,18 +575,34 @@ mod tests {
         }
     }
 
-    /// `dig @127.0.0.1 -p 5353 +noedns +norecurse mesh.example.com A` with id 0x1234, as
-    /// captured from dig (`+qr` shows the same fields).
+    /// Captured on loopback: `dig +noedns +norecurse +noadflag cloud.mesh.test A` and
+    /// named's (BIND 9.18) answer, which compresses names.
+    const DIG_QUERY: &str = "bfdd0000000100000000000005636c6f7564046d65736804746573740000010001";
+    const NAMED_ANSWER: &str = "bfdd8400000100010001000105636c6f7564046d6573680474657374000001\
+        0001c00c000100010000001e00047f00000bc012000200010000003c0005026e73c012c03d000100010000\
+        003c00047f000001";
+
     #[test]
-    fn query_encodes_as_dig_does() {
-        let q = query(0x1234, &name("mesh.example.com"), TYPE_A);
-        let want: &[u8] = &[
-            0x12, 0x34, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
-            4, b'm', b'e', b's', b'h', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o',
-            b'm', 0, //
-            0x00, 0x01, 0x00, 0x01,
-        ];
-        assert_eq!(q, want);
+    fn query_encodes_as_dig_does_and_named_answer_decodes() {
+        let q = query(0xbfdd, &name("cloud.mesh.test"), TYPE_A);
+        assert_eq!(hex::encode(q), DIG_QUERY);
+        let raw = hex::decode(NAMED_ANSWER).expect("hex");
+        let m = decode(&raw).expect("decodes");
+        assert!(m.header.is_response() && m.header.rcode() == 0);
+        assert_eq!(
+            m.question,
+            Some((name("cloud.mesh.test"), TYPE_A, CLASS_IN))
+        );
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(m.answers[0].name, name("cloud.mesh.test"));
+        assert_eq!(m.answers[0].ttl, 30);
+        assert_eq!(
+            m.answers[0].data,
+            RData::A("127.0.0.11".parse().expect("ip"))
+        );
+        // The NS record in authority (its owner a pointer into the question) reads too.
+        assert_eq!(m.authority[0].name, name("mesh.test"));
+        assert_eq!(m.tsig, None);
     }
 
     /// Hand-checked against RFC 2136 §2: header (opcode 5 = 0x2800), zone section (SOA IN),
