@@ -702,7 +702,7 @@ mod tests {
         // A joining node may believe itself host; it still writes nothing.
         let j = member(4, NodeState::Joining, &["10.0.0.4:7946"]);
         assert_eq!(
-            plan(j.id, j.id, &[j.clone()], h, all),
+            plan(j.id, j.id, std::slice::from_ref(&j), h, all),
             Plan::Idle(Idle::Joining)
         );
         // Same IP on two ports counts once; 0.0.0.0 never counts.
@@ -711,10 +711,13 @@ mod tests {
             NodeState::Active,
             &["10.0.0.5:1", "10.0.0.5:2", "0.0.0.0:3"],
         );
-        assert_eq!(plan(d.id, d.id, &[d.clone()], h, all), ips(&["10.0.0.5"]));
+        assert_eq!(
+            plan(d.id, d.id, std::slice::from_ref(&d), h, all),
+            ips(&["10.0.0.5"])
+        );
         let z = member(6, NodeState::Active, &["0.0.0.0:7946"]);
         assert_eq!(
-            plan(z.id, z.id, &[z.clone()], h, all),
+            plan(z.id, z.id, std::slice::from_ref(&z), h, all),
             Plan::Idle(Idle::NothingToPublish)
         );
     }
