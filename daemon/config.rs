@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use cloudmesh::config::{default_name, ClassConfig};
+use cloudmesh::dyndns::{AddressFilter, DnsConfig, Name, Publish, TsigKey};
 use cloudmesh::mesh::MeshSecret;
 use cloudmesh::store::{FilterRule, StoreLimits};
 use cloudmesh::NodeConfig;
@@ -115,9 +116,102 @@ pub struct Cli {
         value_parser = parse_addr)]
     pub advertise: Vec<SocketAddr>,
 
+    /// Dynamic DNS: the zone's primary DNS server, IP[:PORT] (port 53 by default). With
+    /// --dns-zone, --dns-name and --dns-tsig-key-file, the mesh host keeps --dns-name
+    /// pointing at its advertised addresses by RFC 2136 updates signed with TSIG
+    /// [default: none, dynamic DNS off]
+    #[arg(long, env = "CLOUDD_DNS_SERVER", value_name = "IP[:PORT]", value_parser = parse_dns_server)]
+    pub dns_server: Option<SocketAddr>,
+
+    /// Dynamic DNS: the zone the record is in, e.g. example.com
+    #[arg(long, env = "CLOUDD_DNS_ZONE", value_name = "ZONE")]
+    pub dns_zone: Option<String>,
+
+    /// Dynamic DNS: the record the host keeps current, usually the join name, e.g.
+    /// mesh.example.com (in --dns-zone)
+    #[arg(long, env = "CLOUDD_DNS_NAME", value_name = "NAME")]
+    pub dns_name: Option<String>,
+
+    /// Dynamic DNS: file holding the TSIG key the server allows to update the name, as
+    /// `tsig-keygen -a hmac-sha256 NAME` writes it (or one line ALGORITHM:NAME:BASE64).
+    /// There is no flag for the key itself, because flags show in `ps`
+    #[arg(long, env = "CLOUDD_DNS_TSIG_KEY_FILE", value_name = "FILE")]
+    pub dns_tsig_key_file: Option<PathBuf>,
+
+    /// Dynamic DNS: publish the host's addresses only, or every Active node's
+    /// [default: host]
+    #[arg(long, env = "CLOUDD_DNS_PUBLISH", value_enum, value_name = "WHOSE")]
+    pub dns_publish: Option<DnsPublish>,
+
     /// Validate the configuration, print the effective settings and exit
     #[arg(long)]
     pub check_config: bool,
+}
+
+/// Whose addresses the dynamic DNS record holds (flag form of [`Publish`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DnsPublish {
+    /// The host's addresses only.
+    Host,
+    /// Every Active node's addresses (draining and drained nodes are left out).
+    Active,
+}
+
+impl From<DnsPublish> for Publish {
+    fn from(p: DnsPublish) -> Publish {
+        match p {
+            DnsPublish::Host => Publish::Host,
+            DnsPublish::Active => Publish::Active,
+        }
+    }
+}
+
+/// The `[dns]` table of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    #[serde(default, deserialize_with = "dns_server")]
+    server: Option<SocketAddr>,
+    zone: Option<String>,
+    name: Option<String>,
+    tsig_key_file: Option<PathBuf>,
+    publish: Option<Publish>,
+    addresses: Option<AddressFilter>,
+    ttl: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    recheck: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    max_backoff: Option<Duration>,
+}
+
+/// Reads `IP` or `IP:PORT` (`[V6]:PORT`), port 53 when left out. Not a host name: the
+/// daemon would need DNS to find its DNS server.
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    let t = text.trim();
+    if let Ok(a) = t.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = t
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(t);
+    bare.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!(
+                "{t:?} is not IP[:PORT] (e.g. 192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53); \
+                 give the DNS server by address, not by name"
+            )
+        })
+}
+
+fn dns_server<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_dns_server(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// How log lines look.
@@ -179,6 +273,7 @@ pub struct FileConfig {
     rebalance_interval: Option<Duration>,
     rebalance_threshold: Option<f64>,
     rebalance_max_moves: Option<u32>,
+    dns: Option<DnsFile>,
 }
 
 /// Checks the shape of a `--join` target; resolving it is the library's job. Spaces around
@@ -352,6 +447,10 @@ pub struct Settings {
     pub file: Option<PathBuf>,
     /// Where the mesh secret came from.
     pub secret_source: SecretSource,
+    /// Dynamic DNS, when configured.
+    pub dns: Option<DnsConfig>,
+    /// The TSIG key file dynamic DNS uses, for `--check-config`.
+    pub dns_key_file: Option<PathBuf>,
     /// Problems worth logging that do not stop the node.
     pub warnings: Vec<String>,
 }
@@ -466,6 +565,14 @@ fn merge(cli: Cli, file: FileConfig, env: Env) -> anyhow::Result<Settings> {
         bail!("handshake_timeout must be longer than zero");
     }
     node.validate()?;
+    let dns_flags = DnsFlags {
+        server: cli.dns_server,
+        zone: cli.dns_zone,
+        name: cli.dns_name,
+        key_file: cli.dns_tsig_key_file,
+        publish: cli.dns_publish,
+    };
+    let (dns, dns_key_file) = load_dns(dns_flags, file.dns, &mut warnings)?;
 
     let (filter, filter_source) = match (cli.log, env.rust_log, file.log) {
         (Some(f), _, _) => (f, "--log / CLOUDD_LOG"),
@@ -494,8 +601,98 @@ fn merge(cli: Cli, file: FileConfig, env: Env) -> anyhow::Result<Settings> {
             .unwrap_or_else(cloudmesh::admin::default_socket_path),
         file: cli.config,
         secret_source,
+        dns,
+        dns_key_file,
         warnings,
     })
+}
+
+/// The dynamic DNS flags (each also from its `CLOUDD_DNS_*` variable).
+struct DnsFlags {
+    server: Option<SocketAddr>,
+    zone: Option<String>,
+    name: Option<String>,
+    key_file: Option<PathBuf>,
+    publish: Option<DnsPublish>,
+}
+
+/// Dynamic DNS settings: off when neither flags nor a `[dns]` table say anything; with
+/// any of them, server, zone, name and key file are all required.
+fn load_dns(
+    flags: DnsFlags,
+    file: Option<DnsFile>,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<(Option<DnsConfig>, Option<PathBuf>)> {
+    let any_flag = flags.server.is_some()
+        || flags.zone.is_some()
+        || flags.name.is_some()
+        || flags.key_file.is_some()
+        || flags.publish.is_some();
+    if !any_flag && file.is_none() {
+        return Ok((None, None));
+    }
+    let file = file.unwrap_or_default();
+    let server = flags.server.or(file.server);
+    let zone = flags.zone.or(file.zone);
+    let name = flags.name.or(file.name);
+    let key_file = flags.key_file.or(file.tsig_key_file);
+    let mut missing = Vec::new();
+    if server.is_none() {
+        missing.push("the server (--dns-server or [dns] server)");
+    }
+    if zone.is_none() {
+        missing.push("the zone (--dns-zone or [dns] zone)");
+    }
+    if name.is_none() {
+        missing.push("the record name (--dns-name or [dns] name)");
+    }
+    if key_file.is_none() {
+        missing.push("the TSIG key file (--dns-tsig-key-file or [dns] tsig_key_file)");
+    }
+    let (Some(server), Some(zone), Some(name), Some(key_file)) = (server, zone, name, key_file)
+    else {
+        bail!(
+            "dynamic DNS is half configured: missing {}; give all four, or none to turn it off",
+            missing.join(", ")
+        );
+    };
+    let zone = Name::parse(&zone).context("dns zone")?;
+    let name = Name::parse(&name).context("dns name")?;
+    // The library's error names the file and the expected format.
+    let key = TsigKey::from_file(&key_file)?;
+    // Readable by others means anyone on the machine could rewrite the zone's records.
+    if let Ok(meta) = std::fs::metadata(&key_file) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "DNS TSIG key file {} is open to group or others (mode {mode:03o}); \
+                 restrict it with `chmod 600 {}`",
+                key_file.display(),
+                key_file.display()
+            ));
+        }
+    }
+    let mut dns = DnsConfig::new(server, zone, name, key)?;
+    if let Some(p) = flags.publish.map(Publish::from).or(file.publish) {
+        dns.publish = p;
+    }
+    if let Some(a) = file.addresses {
+        dns.addresses = a;
+    }
+    if let Some(v) = file.ttl {
+        dns.ttl = v;
+    }
+    if let Some(v) = file.recheck {
+        dns.recheck = v;
+    }
+    if let Some(v) = file.timeout {
+        dns.timeout = v;
+    }
+    if let Some(v) = file.max_backoff {
+        dns.max_backoff = v;
+    }
+    dns.validate()?;
+    Ok((Some(dns), Some(key_file)))
 }
 
 impl Settings {
@@ -572,6 +769,37 @@ impl Settings {
                 SecretSource::Env => "set (from CLOUDD_SECRET)".to_owned(),
             },
         );
+        match (&self.dns, &self.dns_key_file) {
+            (Some(d), Some(key_file)) => {
+                line(
+                    "dns",
+                    format!("{} in zone {} via {}", d.name, d.zone, d.server),
+                );
+                // The key's name and file, never its secret.
+                line(
+                    "dns.tsig_key",
+                    format!(
+                        "{} ({}, from {})",
+                        d.key.name(),
+                        d.key.algorithm(),
+                        key_file.display()
+                    ),
+                );
+                line(
+                    "dns.publish",
+                    format!(
+                        "{} (addresses {})",
+                        d.publish.as_str(),
+                        d.addresses.as_str()
+                    ),
+                );
+                line(
+                    "dns.ttl / recheck",
+                    format!("{} s / {}", d.ttl, humantime::format_duration(d.recheck)),
+                );
+            }
+            _ => line("dns", "off".to_owned()),
+        }
         line("limits.max_row_bytes", l.max_row_bytes.to_string());
         line("limits.max_client_bytes", l.max_client_bytes.to_string());
         line("limits.max_get_bytes", l.max_get_bytes.to_string());
@@ -647,6 +875,19 @@ mod tests {
         (dir, path)
     }
 
+    /// A TSIG key file with `mode` in a fresh directory (kept alive by the returned guard).
+    fn key_file(mode: u32) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("dns.key");
+        std::fs::write(
+            &path,
+            "key \"cloudd\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0LXNlY3JldA==\";\n};\n",
+        )
+        .expect("write key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        (dir, path)
+    }
+
     /// The example with its settings uncommented: lines written `#key = ...` or `#[table]`
     /// (no space after `#`) are settings; `# text` lines are prose.
     fn example_uncommented() -> String {
@@ -671,8 +912,39 @@ mod tests {
         // The example's secret file does not exist here (loading one is tested below), but
         // its `join` needs a secret.
         assert!(file.secret_file.take().is_some());
+        // Likewise the example's TSIG key file.
+        let (_key_dir, key_path) = key_file(0o600);
+        let dns = file.dns.as_mut().expect("the example has a [dns] table");
+        assert!(dns.tsig_key_file.replace(key_path).is_some());
         let s = merge(cli(&[]), file, secret_env("sixteen-bytes-or-more"))
             .expect("example settings are valid");
+        let dns = s.dns.as_ref().expect("dns on");
+        let d = DnsConfig::new(
+            dns.server,
+            dns.zone.clone(),
+            dns.name.clone(),
+            dns.key.clone(),
+        )
+        .expect("valid");
+        assert_eq!(
+            (
+                dns.publish,
+                dns.addresses,
+                dns.ttl,
+                dns.recheck,
+                dns.timeout,
+                dns.max_backoff
+            ),
+            (
+                d.publish,
+                d.addresses,
+                d.ttl,
+                d.recheck,
+                d.timeout,
+                d.max_backoff
+            ),
+            "the example shows the dns defaults"
+        );
         // The example shows the defaults; keep it honest.
         let d = NodeConfig::new("/x");
         assert_eq!(s.node.listen, d.listen);
@@ -865,6 +1137,92 @@ mod tests {
         let e = merge(cli(&[]), FileConfig::default(), secret_env("short"))
             .expect_err("short secret in the environment");
         assert!(format!("{e:#}").contains("CLOUDD_SECRET"), "{e:#}");
+    }
+
+    #[test]
+    fn dns_is_off_whole_or_refused() {
+        let s = merge(cli(&[]), FileConfig::default(), Env::default()).expect("valid");
+        assert!(s.dns.is_none());
+        assert!(s.summary().contains("dns                        off"));
+
+        let (_dir, key) = key_file(0o600);
+        let k = key.to_str().expect("UTF-8 path");
+        let full = [
+            "--dns-server",
+            "127.0.0.1:5353",
+            "--dns-zone",
+            "example.com",
+            "--dns-name",
+            "Mesh.Example.com.",
+            "--dns-tsig-key-file",
+            k,
+        ];
+        let s = merge(cli(&full), FileConfig::default(), Env::default()).expect("valid");
+        let d = s.dns.as_ref().expect("dns on");
+        assert_eq!(d.name.to_string(), "mesh.example.com.");
+        assert_eq!(d.publish, Publish::Host);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        let summary = s.summary();
+        assert!(summary.contains("mesh.example.com. in zone example.com. via 127.0.0.1:5353"));
+        assert!(summary.contains("cloudd. (hmac-sha256, from "), "{summary}");
+        assert!(!summary.contains("c2VjcmV0"), "never the secret: {summary}");
+
+        // The file fills in what flags leave out; flags win; port 53 by default.
+        let file = FileConfig::parse(&format!(
+            "[dns]\nserver = \"192.0.2.53\"\nzone = \"example.com\"\nname = \"m.example.com\"\n\
+             tsig_key_file = \"{k}\"\npublish = \"active\"\naddresses = \"public\"\nttl = 60\n\
+             recheck = \"5s\"\n"
+        ))
+        .expect("parses");
+        let s = merge(cli(&["--dns-publish", "host"]), file, Env::default()).expect("valid");
+        let d = s.dns.as_ref().expect("dns on");
+        assert_eq!(d.server.to_string(), "192.0.2.53:53");
+        assert_eq!(
+            (d.publish, d.addresses, d.ttl),
+            (Publish::Host, AddressFilter::Public, 60)
+        );
+        assert_eq!(d.recheck, Duration::from_secs(5));
+
+        let e = merge(
+            cli(&["--dns-server", "127.0.0.1", "--dns-name", "m.example.com"]),
+            FileConfig::default(),
+            Env::default(),
+        )
+        .expect_err("half configured");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("--dns-zone") && msg.contains("--dns-tsig-key-file"),
+            "{msg}"
+        );
+        assert!(!msg.contains("--dns-name"), "{msg}");
+
+        let mut outside = full;
+        outside[5] = "mesh.example.org";
+        let e = merge(cli(&outside), FileConfig::default(), Env::default())
+            .expect_err("name outside the zone");
+        assert!(format!("{e:#}").contains("not in dns zone"), "{e:#}");
+
+        let mut missing = full;
+        missing[7] = "/nonexistent/dns.key";
+        let e =
+            merge(cli(&missing), FileConfig::default(), Env::default()).expect_err("no key file");
+        assert!(format!("{e:#}").contains("/nonexistent/dns.key"), "{e:#}");
+
+        let (_dir2, open) = key_file(0o644);
+        let mut loose = full;
+        loose[7] = open.to_str().expect("UTF-8 path");
+        let s = merge(cli(&loose), FileConfig::default(), Env::default()).expect("valid");
+        assert!(
+            s.warnings.iter().any(|w| w.contains("chmod 600")),
+            "{:?}",
+            s.warnings
+        );
+
+        assert!(Cli::try_parse_from(["cloudd", "--dns-server", "ns.example.com"]).is_err());
+        let e = FileConfig::parse("[dns]\nserver = \"ns1\"").expect_err("bad server");
+        assert!(format!("{e:#}").contains("by address"), "{e:#}");
+        let e = FileConfig::parse("[dns]\nttl = \"30s\"").expect_err("ttl is seconds");
+        assert!(format!("{e:#}").contains("ttl"), "{e:#}");
     }
 
     #[test]

@@ -4,10 +4,12 @@ mod config;
 mod logging;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use cloudmesh::admin::AdminSocket;
+use cloudmesh::dyndns::DynDns;
 use cloudmesh::{Node, NodeError};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -77,6 +79,7 @@ async fn run(settings: Settings) -> Result<(), Failure> {
         code: EXIT_CONFIG,
     })?;
     let data_dir = settings.node.data_dir.clone();
+    let dns = settings.dns;
     let node = Node::start(settings.node).await.map_err(|e| match e {
         NodeError::Transport(e) => anyhow::anyhow!(
             "cannot load or create the node's TLS identity in {}: {e} \
@@ -93,6 +96,9 @@ async fn run(settings: Settings) -> Result<(), Failure> {
             .context("cannot start the node")
             .into(),
     })?;
+    // Shared with the dynamic DNS updater, which reads the mesh through the node's API.
+    let node = Arc::new(node);
+    let dyndns = dns.map(|cfg| DynDns::start(node.clone(), cfg));
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
     let admin_path = admin.path().to_owned();
     let admin_task = tokio::spawn(admin.serve(node.admin_handle(), admin_stopped));
@@ -106,7 +112,14 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     let _ = admin_stop.send(true);
     // The socket file is removed when the server stops.
     let _ = admin_task.await;
-    node.shutdown("node shutting down").await;
+    if let Some(d) = dyndns {
+        d.stop().await;
+    }
+    // The updater held the only other reference, and it has ended.
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.shutdown("node shutting down").await,
+        Err(_) => tracing::warn!("node still in use at shutdown; closing without notice"),
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod dyndns;
 pub mod mesh;
 pub mod node;
 pub mod placement;
