@@ -195,13 +195,14 @@ pub async fn throughput(
         .map(|r| Duration::from_secs_f64(workers as f64 / f64::from(r)));
     let start = Instant::now();
     let deadline = start + opts.duration;
-    let mut tasks = Vec::with_capacity(workers);
+    let mut tasks = Vec::with_capacity(clients.len());
     for (c, client) in clients.iter().enumerate() {
+        let mut in_flight = Vec::with_capacity(opts.pipeline.max(1));
         for w in 0..opts.pipeline.max(1) {
             let client = client.clone();
             let value = value.clone();
             let keys = opts.keys.max(1);
-            tasks.push(tokio::spawn(async move {
+            in_flight.push(async move {
                 let mut tally = Tally {
                     latencies: Vec::with_capacity(1 << 16),
                     ..Tally::default()
@@ -258,13 +259,17 @@ pub async fn throughput(
                     }
                 }
                 tally
-            }));
+            });
         }
+        // One task per client runs its D requests in flight, as an application would:
+        // answers that arrive together wake it once, not D tasks.
+        tasks.push(tokio::spawn(futures_util::future::join_all(in_flight)));
     }
     let mut all = Vec::new();
     let (mut errors, mut counts, mut notifications) = (0, [0u64; 3], 0);
     for t in tasks {
-        if let Ok(tally) = t.await {
+        let Ok(tallies) = t.await else { continue };
+        for tally in tallies {
             all.extend(tally.latencies);
             errors += tally.errors;
             notifications += tally.notifications;
