@@ -459,11 +459,12 @@ impl Node {
         let identity = Identity::load_or_generate(&config.data_dir, &names)?;
         let fingerprint = identity.fingerprint();
         let server = transport::server_config(&identity, &[ALPN_CLIENT, ALPN_PEER], config.timing)?;
-        let endpoint =
-            quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
+        let endpoint = transport::server_endpoint(server, config.listen).map_err(|source| {
+            NodeError::Bind {
                 addr: config.listen,
                 source,
-            })?;
+            }
+        })?;
         let local = endpoint.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,

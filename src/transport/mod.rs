@@ -84,6 +84,40 @@ fn transport_config(timing: Timing, max_bi_streams: u32) -> quinn::TransportConf
     t
 }
 
+/// Socket buffer size a node asks the kernel for (it grants at most `net.core.rmem_max` /
+/// `wmem_max`). The default (~208 KiB) holds only ~150 full packets: a burst of handshakes
+/// or thousands of clients' keep-alives overflow it, and every dropped handshake packet
+/// costs that client a retransmission timeout (a second or more).
+pub const NODE_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Binds a node's QUIC endpoint on `addr` with [`NODE_SOCKET_BUFFER`]-sized socket buffers
+/// (best effort: a smaller grant is logged, not an error).
+pub fn server_endpoint(
+    server: quinn::ServerConfig,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let sock = socket2::SockRef::from(&socket);
+    let _ = sock.set_recv_buffer_size(NODE_SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(NODE_SOCKET_BUFFER);
+    let granted = sock.recv_buffer_size().unwrap_or(0);
+    // Linux reports twice the size granted (bookkeeping overhead included).
+    if granted < NODE_SOCKET_BUFFER {
+        tracing::info!(
+            asked = NODE_SOCKET_BUFFER,
+            granted,
+            "UDP receive buffer smaller than asked (raise net.core.rmem_max for bursts of \
+             handshakes)"
+        );
+    }
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
 /// A QUIC server config presenting `identity` for the given ALPN ids, TLS 1.3 only.
 pub fn server_config(
     identity: &Identity,
