@@ -24,7 +24,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ "$BUILD" = 1 ]; then
   cargo build --release --bins >&2
 fi
-CTL=target/release/cloudctl
+CTL=${CTL:-target/release/cloudctl}
 [ -x "$CTL" ] || { echo "bench-budgets: $CTL is missing (drop --no-build)" >&2; exit 1; }
 
 if [ "$QUICK" = 1 ]; then
@@ -39,20 +39,29 @@ OUT="target/bench-budgets"
 mkdir -p "$OUT"
 RESULTS="$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 
-# One scenario, its JSON line appended to the results file and echoed.
+# 1 once a scenario failed (it printed no figures); the exit status.
+FAILED=0
+# One scenario, its JSON line appended to the results file and echoed; a scenario that
+# fails prints nothing, so its rows say FAILED.
 run() {
   local line
   echo "== cloudctl bench $*" >&2
-  line=$("$CTL" --json bench "$@" 2> >(grep -v '^bench: \(dir\|node\)' >&2))
+  if ! line=$("$CTL" --json bench "$@" 2> >(grep -v '^bench: \(dir\|node\)' >&2)); then
+    echo "bench-budgets: cloudctl bench $1 failed" >&2
+    return 0
+  fi
   printf '%s\n' "$line" >> "$RESULTS"
   printf '%s\n' "$line"
 }
 field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" | head -n 1; }
 # round VALUE DECIMALS
 round() { awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
-# verdict FIGURE OP LIMIT: "met" when FIGURE OP LIMIT holds (OP is < or ==).
+# verdict FIGURE OP LIMIT: "met" when FIGURE OP LIMIT holds (OP is < or ==); FAILED when
+# there is no figure (the scenario failed).
 verdict() {
-  if awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN { exit !((op == "<") ? (a < b) : (a == b)) }'; then
+  if [ -z "$1" ]; then
+    echo FAILED
+  elif awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN { exit !((op == "<") ? (a < b) : (a == b)) }'; then
     echo met
   else
     echo MISSED
@@ -64,16 +73,19 @@ migration=$(run migration "${MIGRATION[@]}")
 drain=$(run drain "${DRAIN[@]}")
 idle=$(run idle "${IDLE[@]}")
 failover=$(run failover "${FAILOVER[@]}")
+for result in "$fanout" "$migration" "$drain" "$idle" "$failover"; do
+  [ -n "$result" ] || FAILED=1
+done
 
 f_p99=$(field "$fanout" p99_ms); f_missing=$(field "$fanout" missing)
 m_p99=$(field "$migration" p99_ms); m_lost=$(field "$migration" lost)
 m_dup=$(field "$migration" duplicated); m_err=$(field "$migration" client_errors)
-d_s=$(round "$(field "$drain" seconds)" 3); d_moved=$(field "$drain" moved)
+d_s=$(field "$drain" seconds); [ -n "$d_s" ] && d_s=$(round "$d_s" 3); d_moved=$(field "$drain" moved)
 i_rss=$(field "$idle" rss_bytes); i_n=$(field "$idle" clients)
-i_mib=$(awk -v b="$i_rss" 'BEGIN { printf "%.0f", b / 1048576 }')
-fo_host=$(round "$(field "$failover" new_host_ms)" 0)
-fo_del=$(round "$(field "$failover" max_ms)" 0)
-fo_budget=$(round "$(field "$failover" budget_ms)" 0); fo_missing=$(field "$failover" missing)
+i_mib=$( { [ -n "$i_rss" ] && awk -v b="$i_rss" 'BEGIN { printf "%.0f", b / 1048576 }'; } || true)
+fo_host=$(field "$failover" new_host_ms); [ -n "$fo_host" ] && fo_host=$(round "$fo_host" 0)
+fo_del=$(field "$failover" max_ms); [ -n "$fo_del" ] && fo_del=$(round "$fo_del" 0)
+fo_budget=$(field "$failover" budget_ms); [ -n "$fo_budget" ] && fo_budget=$(round "$fo_budget" 0); fo_missing=$(field "$failover" missing)
 
 {
   printf '\n%-58s %14s %12s %s\n' "budget (DESIGN §9)" "figure" "limit" "verdict"
@@ -83,7 +95,8 @@ fo_budget=$(round "$(field "$failover" budget_ms)" 0); fo_missing=$(field "$fail
     "$(verdict "$f_missing" == 0)"
   printf '%-58s %14s %12s %s\n' "migration stall p99, ms" "$m_p99" "< 20" "$(verdict "$m_p99" '<' 20)"
   printf '%-58s %14s %12s %s\n' "migration notifications lost + duplicated, client errors" \
-    "$((m_lost + m_dup)), $m_err" "0, 0" "$(verdict $((m_lost + m_dup + m_err)) == 0)"
+    "${m_lost:-?} + ${m_dup:-?}, ${m_err:-?}" "0, 0" \
+    "$(verdict "$( [ -n "$m_lost" ] && echo $((m_lost + m_dup + m_err)))" == 0)"
   printf '%-58s %14s %12s %s\n' "drain of $d_moved clients, s" "$d_s" "< 3" "$(verdict "$d_s" '<' 3)"
   printf '%-58s %14s %12s %s\n' "RSS of one node with $i_n idle clients, MiB" "$i_mib" "< 1024" \
     "$(verdict "$i_mib" '<' 1024)"
@@ -95,3 +108,4 @@ fo_budget=$(round "$(field "$failover" budget_ms)" 0); fo_missing=$(field "$fail
     "$(verdict "$fo_missing" == 0)"
   printf '\nraw JSON lines: %s\n' "$RESULTS"
 } | tee "${RESULTS%.jsonl}.txt"
+exit "$FAILED"
