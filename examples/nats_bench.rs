@@ -556,16 +556,7 @@ async fn latency(c: &Common, rate: u32, publishers: usize) -> anyhow::Result<()>
             (posted, errors)
         }));
     }
-    let (mut posted, mut errors) = (0u64, 0u64);
-    for t in tasks {
-        match t.await {
-            Ok((p, e)) => {
-                posted += p;
-                errors += e;
-            }
-            Err(_) => errors += 1,
-        }
-    }
+    let (posted, errors) = sum_counts(tasks).await;
     let elapsed = start.elapsed();
     drain(&counters, posted).await;
     let (mut st, problems) = finish(pubs, stop_tx, sub).await;
@@ -664,16 +655,7 @@ async fn throughput(
             (published, errors)
         }));
     }
-    let (mut published, mut errors) = (0u64, 0u64);
-    for t in tasks {
-        match t.await {
-            Ok((p, e)) => {
-                published += p;
-                errors += e;
-            }
-            Err(_) => errors += 1,
-        }
-    }
+    let (published, errors) = sum_counts(tasks).await;
     let publishing = start.elapsed();
     drain(&counters, published).await;
     let (mut st, problems) = finish(pubs, stop_tx, sub).await;
@@ -712,4 +694,20 @@ async fn throughput(
         bail!("no message was delivered");
     }
     Ok(())
+}
+
+/// Waits for publisher tasks and adds up their (sent, errors); a task that died counts as
+/// one error.
+async fn sum_counts(tasks: Vec<tokio::task::JoinHandle<(u64, u64)>>) -> (u64, u64) {
+    let (mut sent, mut errors) = (0u64, 0u64);
+    for t in tasks {
+        match t.await {
+            Ok((s, e)) => {
+                sent += s;
+                errors += e;
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    (sent, errors)
 }

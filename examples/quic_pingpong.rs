@@ -258,20 +258,7 @@ async fn client(
         }
         println!("{value}");
     } else {
-        println!(
-            "{:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "rtt/s", "ops", "errors", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
-        );
-        println!(
-            "{:>12.0} {:>8} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
-            report.ops_per_sec,
-            report.ops,
-            report.errors,
-            report.p50_ms,
-            report.p99_ms,
-            report.p999_ms,
-            report.max_ms
-        );
+        println!("{}", report.table("rtt/s"));
     }
     if report.ops == 0 {
         bail!("no round trip completed");

@@ -561,20 +561,7 @@ fn print_json(
 }
 
 fn print_table(report: &Report) -> anyhow::Result<()> {
-    output::line(&format!(
-        "{:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "ops/s", "ops", "errors", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
-    ))?;
-    output::line(&format!(
-        "{:>12.0} {:>8} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
-        report.ops_per_sec,
-        report.ops,
-        report.errors,
-        report.p50_ms,
-        report.p99_ms,
-        report.p999_ms,
-        report.max_ms
-    ))?;
+    output::line(&report.table("ops/s"))?;
     Ok(())
 }
 

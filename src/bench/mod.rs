@@ -106,6 +106,30 @@ impl Report {
     }
 }
 
+impl Report {
+    /// Two aligned lines for a terminal: a header and the figures; `rate` names the
+    /// throughput column (e.g. `ops/s`).
+    pub fn table(&self, rate: &str) -> String {
+        format!(
+            "{rate:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n\
+             {:>12.0} {:>8} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+            "ops",
+            "errors",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            self.ops_per_sec,
+            self.ops,
+            self.errors,
+            self.p50_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.max_ms
+        )
+    }
+}
+
 /// Microseconds of `d`, saturating (a latency sample).
 pub(crate) fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
@@ -150,6 +174,17 @@ mod tests {
         assert_eq!(r.p99_ms, 0.99);
         assert_eq!(r.p999_ms, 0.999);
         assert_eq!(r.max_ms, 1.0);
+    }
+
+    #[test]
+    fn the_table_aligns_figures_under_their_headers() {
+        let mut lat = vec![1000, 2000];
+        let t = Report::from_latencies(&mut lat, 0, Duration::from_secs(1)).table("ops/s");
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2, "{t}");
+        assert_eq!(lines[0].len(), lines[1].len(), "{t}");
+        assert!(lines[0].trim_start().starts_with("ops/s"), "{t}");
+        assert!(lines[1].ends_with("2.000"), "{t}");
     }
 
     #[test]
