@@ -3,6 +3,7 @@
 //! when carbon is gone, and the Grafana dashboard checked against the exporter's list.
 
 mod common;
+mod procs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -268,6 +269,54 @@ async fn carbon_stores_the_client_count_and_its_loss_does_not_disturb_the_node()
     if let Ok(node) = Arc::try_unwrap(node) {
         node.shutdown("test over").await;
     }
+}
+
+/// The same with a real `cloudd` process: `--graphite` from the command line, the rest from
+/// its `[graphite]` table; losing carbon and getting it back is logged once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudd_with_graphite_flag_reaches_carbon_and_logs_loss_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut carbon = Carbon::new(tmp.path());
+    carbon.start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let conf = data.path().join("cloudd.toml");
+    std::fs::write(
+        &conf,
+        "[graphite]\nprefix = \"cm.proc\"\ninterval = \"200ms\"\nmax_backoff = \"1s\"\n",
+    )
+    .expect("config file");
+    let server = format!("127.0.0.1:{}", carbon.line_port);
+    let conf_arg = conf.display().to_string();
+    let daemon = procs::start_cloudd(
+        "proc-node",
+        data.path(),
+        &["--graphite", &server, "--config", &conf_arg],
+    );
+    let trust = Trust::Pin(parse_fingerprint(&daemon.fingerprint).expect("fingerprint"));
+    let addr = daemon.addr.parse().expect("address");
+    let connect = || Client::connect(addr, ClientOptions::new(trust.clone()));
+    let a = within("client a", connect()).await.expect("connects");
+    let b = within("client b", connect()).await.expect("connects");
+    let start = unix_now().saturating_sub(1);
+    wait_for_point(&carbon, "cm.proc.clients", start, 2.0).await;
+
+    carbon.kill();
+    common::bystander_works(&a, 1).await;
+    drop(b);
+    // Several retries go by (1 s apart at most) before carbon returns.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarted = unix_now();
+    carbon.start();
+    wait_for_point(&carbon, "cm.proc.clients", restarted, 1.0).await;
+    common::bystander_works(&a, 2).await;
+
+    daemon.proc.signal("-TERM");
+    let (status, _, stderr) = daemon.proc.finish_within(DEADLINE);
+    assert!(status.success(), "cloudd stopped cleanly: {stderr}");
+    let count = |what: &str| stderr.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(count("connected to graphite"), 1, "{stderr}");
+    assert_eq!(count("graphite connection lost"), 1, "{stderr}");
+    assert_eq!(count("graphite connection restored"), 1, "{stderr}");
 }
 
 /// A source with a fixed set of samples.
