@@ -362,6 +362,55 @@ async fn exporter_buffer_stays_bounded_and_backoff_grows_while_carbon_is_gone() 
     exporter.stop().await;
 }
 
+/// Many long lines per sample, to fill socket buffers quickly.
+struct Heavy;
+
+impl MetricSource for Heavy {
+    fn sample(&self) -> Vec<Sample> {
+        (0..2000)
+            .map(|i| Sample::new(format!("peer.{i:0>80}.rtt_ms"), 1.0))
+            .collect()
+    }
+}
+
+/// A carbon that accepts but never reads: writes time out instead of blocking, the buffer
+/// stays bounded, and sampling goes on at its pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carbon_that_stops_reading_costs_a_bounded_buffer_only() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accepts and holds every connection, reading nothing.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let mut cfg = GraphiteConfig::new(&format!("127.0.0.1:{port}"), "slow").expect("config");
+    cfg.interval = Duration::from_millis(50);
+    cfg.timeout = Duration::from_millis(500);
+    cfg.max_buffered = 50_000;
+    cfg.max_backoff = Duration::from_secs(1);
+    let exporter = Exporter::start(Arc::new(Heavy), cfg);
+    common::wait_until("a write to time out", || exporter.stats().failures >= 1).await;
+    let before = exporter.stats();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = exporter.stats();
+    assert!(
+        after.samples >= before.samples + 5,
+        "sampling went on: {before:?} → {after:?}"
+    );
+    assert!(after.buffered <= 50_000, "{after:?}");
+    assert!(
+        after.sent > 0,
+        "some lines went out before the buffers filled: {after:?}"
+    );
+    exporter.stop().await;
+    holder.abort();
+}
+
 /// A two-node mesh: every name a node reports is in the exporter's list, and the link to
 /// the peer has an RTT under the peer's name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -221,8 +221,8 @@ impl Shared {
     }
 }
 
-/// A running exporter. Dropping it leaves the tasks running until the runtime ends; call
-/// [`Exporter::stop`] for a clean end.
+/// A running exporter. Dropping it stops both tasks at their next wake-up;
+/// [`Exporter::stop`] stops them at once and waits for them.
 #[derive(Debug)]
 pub struct Exporter {
     /// Shared with the tasks.
@@ -290,10 +290,13 @@ impl Exporter {
         }
     }
 
-    /// Stops both tasks (lines still buffered are not sent).
+    /// Stops both tasks now (lines still buffered are not sent). Aborted rather than
+    /// waited for, so a connect or write to a black-holed carbon cannot hold up a shutdown;
+    /// they own nothing that needs cleaning up.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
+            t.abort();
             let _ = t.await;
         }
     }
