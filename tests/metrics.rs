@@ -465,6 +465,29 @@ async fn every_sampled_name_is_listed_and_peer_rtt_is_reported() {
         }
         get(d.name);
     }
+
+    // A migration counts as started and finished at the source, arrived at the target.
+    within(
+        "migration",
+        nodes[0].node.migrate(c.id(), nodes[1].node.id()),
+    )
+    .await
+    .expect("migrates");
+    let value = |n: &Node, name: &str| {
+        n.metrics()
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(-1.0, |s| s.value)
+    };
+    assert_eq!(value(&nodes[0].node, "migrations.started"), 1.0);
+    assert_eq!(value(&nodes[0].node, "migrations.finished"), 1.0);
+    assert_eq!(value(&nodes[0].node, "migrations.failed"), 0.0);
+    // The source is done at the handover; the target finishes installing just after.
+    common::wait_until("the arrival to count at the target", || {
+        value(&nodes[1].node, "migrations.arrived") == 1.0
+            && value(&nodes[1].node, "clients") == 1.0
+    })
+    .await;
     c.close().await;
 }
 
