@@ -14,7 +14,6 @@
 //! If the client never reaches T, T drops its pending copy and S keeps serving: nothing
 //! changed. If S dies after `Prepare`, T activates the client from the prepared snapshot.
 
-use crate::metrics::Counters;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +24,7 @@ use tokio::sync::oneshot;
 use super::conn::{handle, respond, Sink};
 use super::peer::push;
 use super::{now_ms, Link, Shared};
+use crate::metrics::Counters;
 use crate::proto::{
     encode_to_bytes, outbox, ClientId, GetQuery, KeySpec, NodeId, OutboxWriter, PeerFrame, Reply,
     Request, ServerFrame, SessionState, WireError,
