@@ -18,6 +18,7 @@ use clap::{Parser, ValueEnum};
 use cloudmesh::config::{default_name, ClassConfig};
 use cloudmesh::dyndns::{AddressFilter, DnsConfig, Name, Publish, TsigKey};
 use cloudmesh::mesh::MeshSecret;
+use cloudmesh::metrics::graphite::GraphiteConfig;
 use cloudmesh::store::{FilterRule, StoreLimits};
 use cloudmesh::NodeConfig;
 use serde::{Deserialize, Deserializer};
@@ -143,6 +144,20 @@ pub struct Cli {
     #[arg(long, env = "CLOUDD_DNS_PUBLISH", value_enum, value_name = "WHOSE")]
     pub dns_publish: Option<DnsPublish>,
 
+    /// Graphite: send metrics in carbon's plaintext protocol to this listener, HOST:PORT
+    /// (carbon's is usually port 2003) [default: none, no export]
+    #[arg(long, env = "CLOUDD_GRAPHITE", value_name = "HOST:PORT")]
+    pub graphite: Option<String>,
+
+    /// Graphite: path prefix of every metric; characters Graphite paths cannot hold become
+    /// `_` [default: cloudmesh.<node name>]
+    #[arg(long, env = "CLOUDD_GRAPHITE_PREFIX", value_name = "PREFIX")]
+    pub graphite_prefix: Option<String>,
+
+    /// Graphite: how often metrics are sampled and sent [default: 10s]
+    #[arg(long, env = "CLOUDD_GRAPHITE_INTERVAL", value_name = "DURATION")]
+    pub graphite_interval: Option<humantime::Duration>,
+
     /// Validate the configuration, print the effective settings and exit
     #[arg(long)]
     pub check_config: bool,
@@ -182,6 +197,21 @@ pub struct DnsFile {
     recheck: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
     timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    max_backoff: Option<Duration>,
+}
+
+/// The `[graphite]` table of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphiteFile {
+    server: Option<String>,
+    prefix: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    timeout: Option<Duration>,
+    max_buffered: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     max_backoff: Option<Duration>,
 }
@@ -274,6 +304,7 @@ pub struct FileConfig {
     rebalance_threshold: Option<f64>,
     rebalance_max_moves: Option<u32>,
     dns: Option<DnsFile>,
+    graphite: Option<GraphiteFile>,
 }
 
 /// Checks the shape of a `--join` target; resolving it is the library's job. Spaces around
@@ -451,6 +482,8 @@ pub struct Settings {
     pub dns: Option<DnsConfig>,
     /// The TSIG key file dynamic DNS uses, for `--check-config`.
     pub dns_key_file: Option<PathBuf>,
+    /// Metrics export to Graphite, when configured.
+    pub graphite: Option<GraphiteConfig>,
     /// Problems worth logging that do not stop the node.
     pub warnings: Vec<String>,
 }
@@ -573,6 +606,13 @@ fn merge(cli: Cli, file: FileConfig, env: Env) -> anyhow::Result<Settings> {
         publish: cli.dns_publish,
     };
     let (dns, dns_key_file) = load_dns(dns_flags, file.dns, &mut warnings)?;
+    let graphite = load_graphite(
+        cli.graphite,
+        cli.graphite_prefix,
+        cli.graphite_interval.map(Into::into),
+        file.graphite,
+        &node.name,
+    )?;
 
     let (filter, filter_source) = match (cli.log, env.rust_log, file.log) {
         (Some(f), _, _) => (f, "--log / CLOUDD_LOG"),
@@ -603,8 +643,49 @@ fn merge(cli: Cli, file: FileConfig, env: Env) -> anyhow::Result<Settings> {
         secret_source,
         dns,
         dns_key_file,
+        graphite,
         warnings,
     })
+}
+
+/// Graphite export: off when no server is given (flag, env or `[graphite] server`); other
+/// graphite settings without a server are refused rather than silently ignored.
+fn load_graphite(
+    server: Option<String>,
+    prefix: Option<String>,
+    interval: Option<Duration>,
+    file: Option<GraphiteFile>,
+    node_name: &str,
+) -> anyhow::Result<Option<GraphiteConfig>> {
+    let given = prefix.is_some() || interval.is_some() || file.is_some();
+    let file = file.unwrap_or_default();
+    let Some(server) = server.or(file.server) else {
+        if given {
+            bail!(
+                "graphite settings without a server: give --graphite HOST:PORT (or [graphite] \
+                 server), or drop the other graphite settings"
+            );
+        }
+        return Ok(None);
+    };
+    let prefix = prefix
+        .or(file.prefix)
+        .unwrap_or_else(|| cloudmesh::metrics::default_prefix(node_name));
+    let mut cfg = GraphiteConfig::new(&server, &prefix)?;
+    if let Some(v) = interval.or(file.interval) {
+        cfg.interval = v;
+    }
+    if let Some(v) = file.timeout {
+        cfg.timeout = v;
+    }
+    if let Some(v) = file.max_buffered {
+        cfg.max_buffered = v;
+    }
+    if let Some(v) = file.max_backoff {
+        cfg.max_backoff = v;
+    }
+    cfg.validate()?;
+    Ok(Some(cfg))
 }
 
 /// The dynamic DNS flags (each also from its `CLOUDD_DNS_*` variable).
@@ -800,6 +881,17 @@ impl Settings {
             }
             _ => line("dns", "off".to_owned()),
         }
+        line(
+            "graphite",
+            self.graphite.as_ref().map_or("off".to_owned(), |g| {
+                format!(
+                    "{} as {}.* every {}",
+                    g.server,
+                    g.prefix,
+                    humantime::format_duration(g.interval)
+                )
+            }),
+        );
         line("limits.max_row_bytes", l.max_row_bytes.to_string());
         line("limits.max_client_bytes", l.max_client_bytes.to_string());
         line("limits.max_get_bytes", l.max_get_bytes.to_string());
@@ -945,6 +1037,12 @@ mod tests {
             ),
             "the example shows the dns defaults"
         );
+        let g = s
+            .graphite
+            .as_ref()
+            .expect("the example has a [graphite] table");
+        let want = GraphiteConfig::new(&g.server, &g.prefix).expect("valid");
+        assert_eq!(g, &want, "the example shows the graphite defaults");
         // The example shows the defaults; keep it honest.
         let d = NodeConfig::new("/x");
         assert_eq!(s.node.listen, d.listen);
@@ -1223,6 +1321,59 @@ mod tests {
         assert!(format!("{e:#}").contains("by address"), "{e:#}");
         let e = FileConfig::parse("[dns]\nttl = \"30s\"").expect_err("ttl is seconds");
         assert!(format!("{e:#}").contains("ttl"), "{e:#}");
+    }
+
+    #[test]
+    fn graphite_is_off_or_complete() {
+        let env = || Env::default();
+        let s = merge(cli(&["--name", "eu.node 1"]), FileConfig::default(), env()).expect("ok");
+        assert!(s.graphite.is_none());
+        assert!(s.summary().contains("graphite                   off"));
+
+        let s = merge(
+            cli(&["--name", "eu.node 1", "--graphite", "127.0.0.1:2003"]),
+            FileConfig::default(),
+            env(),
+        )
+        .expect("ok");
+        let g = s.graphite.expect("on");
+        assert_eq!(g.prefix, "cloudmesh.eu_node_1");
+        assert_eq!(g.interval, Duration::from_secs(10));
+
+        let file = FileConfig::parse(
+            "[graphite]\nserver = \"graphite.lan:2003\"\nprefix = \"games.eu\"\n\
+             interval = \"5s\"\nmax_buffered = 100\n",
+        )
+        .expect("parses");
+        let s = merge(cli(&["--graphite-interval", "1s"]), file, env()).expect("ok");
+        let g = s.graphite.as_ref().expect("on");
+        assert_eq!(
+            (
+                g.server.as_str(),
+                g.prefix.as_str(),
+                g.interval,
+                g.max_buffered
+            ),
+            ("graphite.lan:2003", "games.eu", Duration::from_secs(1), 100)
+        );
+        assert!(s
+            .summary()
+            .contains("graphite.lan:2003 as games.eu.* every 1s"));
+
+        let e = merge(
+            cli(&["--graphite-prefix", "x"]),
+            FileConfig::default(),
+            env(),
+        )
+        .expect_err("prefix without server");
+        assert!(format!("{e:#}").contains("--graphite HOST:PORT"), "{e:#}");
+        let e = merge(cli(&["--graphite", "nohost"]), FileConfig::default(), env())
+            .expect_err("bad server");
+        assert!(format!("{e:#}").contains("HOST:PORT"), "{e:#}");
+        let file =
+            FileConfig::parse("[graphite]\nserver = \"h:1\"\nmax_buffered = 0\n").expect("parses");
+        let e = merge(cli(&[]), file, env()).expect_err("zero buffer");
+        assert!(format!("{e:#}").contains("max_buffered"), "{e:#}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use cloudmesh::admin::AdminSocket;
 use cloudmesh::dyndns::DynDns;
+use cloudmesh::metrics::graphite::Exporter;
 use cloudmesh::{Node, NodeError};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -80,6 +81,7 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     })?;
     let data_dir = settings.node.data_dir.clone();
     let dns = settings.dns;
+    let graphite = settings.graphite;
     let node = Node::start(settings.node).await.map_err(|e| match e {
         NodeError::Transport(e) => anyhow::anyhow!(
             "cannot load or create the node's TLS identity in {}: {e} \
@@ -96,9 +98,12 @@ async fn run(settings: Settings) -> Result<(), Failure> {
             .context("cannot start the node")
             .into(),
     })?;
-    // Shared with the dynamic DNS updater, which reads the mesh through the node's API.
+    // Shared with the dynamic DNS updater and the metrics exporter, which read the node
+    // through its public API.
     let node = Arc::new(node);
     let dyndns = dns.map(|cfg| DynDns::start(node.clone(), cfg));
+    // Its own tasks and a bounded buffer: a slow or dead carbon never holds the node up.
+    let exporter = graphite.map(|cfg| Exporter::start(node.clone(), cfg));
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
     let admin_path = admin.path().to_owned();
     let admin_task = tokio::spawn(admin.serve(node.admin_handle(), admin_stopped));
@@ -115,7 +120,10 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     if let Some(d) = dyndns {
         d.stop().await;
     }
-    // The updater held the only other reference, and it has ended.
+    if let Some(e) = exporter {
+        e.stop().await;
+    }
+    // The updater and the exporter held the only other references, and they have ended.
     match Arc::try_unwrap(node) {
         Ok(node) => node.shutdown("node shutting down").await,
         Err(_) => tracing::warn!("node still in use at shutdown; closing without notice"),

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod dyndns;
 pub mod mesh;
+pub mod metrics;
 pub mod node;
 pub mod placement;
 pub mod proto;

@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::rate::TokenBucket;
 use super::{migrate, now_ms, peer, place, zones, Hub, Link, Shared};
+use crate::metrics::Counters;
 use crate::proto::{
     encode_to_bytes, ClientFrame, ClientId, CloseCode, CodecError, DeleteReason, FrameReader,
     Hello, LimitsInfo, PeerFrame, Placement, Reply, Request, ServerFrame, Welcome, WireError,
@@ -107,6 +108,7 @@ pub(super) async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
         }
     };
     tracing::debug!(%remote, %client, "client connected");
+    Counters::bump(&shared.counters.opened);
 
     let writer_task = tokio::spawn(async move {
         let result = writer.run(&mut send).await;
@@ -141,6 +143,7 @@ pub(super) async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
         }
     }
     drop(outbox);
+    Counters::bump(&shared.counters.closed);
     match ending {
         Some(ending) => {
             if ending.code != CloseCode::Normal {
@@ -352,6 +355,7 @@ async fn request_loop(
                     rejected = 0;
                 }
                 rejected += 1;
+                Counters::bump(&shared.counters.rate_limited);
                 if rejected > flood_after {
                     return Some(Ending::new(
                         CloseCode::Flood,
@@ -478,6 +482,18 @@ fn handle_locked(
         }
         return;
     }
+    let c = &shared.counters;
+    Counters::bump(match &op {
+        Request::Post { .. } => &c.post,
+        Request::Get(q) if q.subscribe => &c.subscribe,
+        Request::Get(_) => &c.get,
+        Request::Unsubscribe { .. } => &c.unsubscribe,
+        Request::Release { .. } => &c.release,
+        Request::SetSession { .. }
+        | Request::Ping
+        | Request::SetPosition { .. }
+        | Request::Place { .. } => &c.other,
+    });
     let result = match op {
         Request::Post { key, data } => {
             hub.store
@@ -540,5 +556,8 @@ fn handle_locked(
         }
     };
     hub.flush_holds(max);
+    if result.is_err() {
+        Counters::bump(&c.errors);
+    }
     respond(shared, sink, id, result);
 }

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use super::conn::{handle, respond, Sink};
 use super::peer::push;
 use super::{now_ms, Link, Shared};
+use crate::metrics::Counters;
 use crate::proto::{
     encode_to_bytes, outbox, ClientId, GetQuery, KeySpec, NodeId, OutboxWriter, PeerFrame, Reply,
     Request, ServerFrame, SessionState, WireError,
@@ -136,6 +137,10 @@ pub(super) async fn migrate(
         );
         (ticket, prx, drx)
     };
+    // Counted once the attempt is under way (checks passed, Prepare sent); each one ends
+    // as exactly one of finished, failed or rolled back.
+    let counters = &shared.counters;
+    Counters::bump(&counters.migrations_started);
     // The target answers once its peers registered the session's interest, which it waits
     // for up to `remote_timeout`: give it that, and a margin.
     let prepare_budget = shared.config.remote_timeout + TRANSFER_TIMEOUT;
@@ -149,6 +154,7 @@ pub(super) async fn migrate(
     };
     if let Some(e) = refused {
         abort(shared, target, &ticket);
+        Counters::bump(&counters.migrations_failed);
         return Err(e);
     }
     {
@@ -156,6 +162,7 @@ pub(super) async fn migrate(
         let (Some(link), Some(member)) = (hub.links.get(&client), hub.members.get(target)) else {
             drop(hub);
             abort(shared, target, &ticket);
+            Counters::bump(&counters.migrations_failed);
             return Err(MigrateError::NotHere(client));
         };
         let frame = ServerFrame::Migrate {
@@ -179,6 +186,11 @@ pub(super) async fn migrate(
             Err(MigrateError::Timeout)
         }
     };
+    Counters::bump(match &result {
+        Ok(()) => &counters.migrations_finished,
+        Err(MigrateError::Timeout) => &counters.migrations_rolled_back,
+        Err(_) => &counters.migrations_failed,
+    });
     if result.is_ok() {
         let _ = shared
             .hub()
@@ -561,6 +573,7 @@ pub(super) async fn arrive(
     for frame in queued {
         outbox.push_response(frame);
     }
+    Counters::bump(&hub.counters.migrations_arrived);
     tracing::info!(%client, from = %incoming.source, "client migrated here");
     Ok((client, outbox, writer))
 }

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, NodeConfig};
 use crate::mesh::{AuthLimiter, Membership, UNJOINED};
+use crate::metrics::{sanitize_segment, Counters, MetricSource, Sample};
 use crate::proto::{
     encode_to_bytes, ClientId, CloseCode, GetPage, Key, LoadInfo, MemberInfo, NodeId, NodeState,
     Outbox, PeerFrame, Row, ServerFrame, ALPN_CLIENT, ALPN_PEER,
@@ -197,6 +198,9 @@ struct Hub {
     incoming: HashMap<Bytes, migrate::Incoming>,
     /// Zone ownership as the host last published it (`cloud.zones/0`), when zones are on.
     zones: Option<crate::placement::ZoneMap>,
+    /// The node's metric counters (the same as `Shared::counters`), for what the hub
+    /// itself does: notifications queued, slow consumers, host changes.
+    counters: Arc<Counters>,
 }
 
 impl Hub {
@@ -237,8 +241,12 @@ impl Hub {
                 }
             }
             let Some(frame) = slot.clone() else { continue };
+            if link.peer.is_none() {
+                Counters::bump(&self.counters.notifications);
+            }
             if link.outbox.push_notification(frame).is_err() && !link.lagged {
                 link.lagged = true;
+                Counters::bump(&self.counters.slow_consumers);
                 let what = if link.peer.is_some() {
                     "peer node"
                 } else {
@@ -344,6 +352,7 @@ impl Hub {
     fn check_host(&mut self, cfg: &NodeConfig) {
         let host = self.members.host();
         if host != self.host {
+            Counters::bump(&self.counters.host_changes);
             let new_name = self
                 .members
                 .get(host)
@@ -395,6 +404,8 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     /// Client requests handled since start (for msgs/s in load reports).
     requests: AtomicU64,
+    /// Metric counters, bumped where things happen (relaxed atomics, no lock).
+    counters: Arc<Counters>,
     /// Admin commands sent to peers, waiting for their replies (§7 forwarding).
     admin_calls: Mutex<HashMap<u64, admin::PendingCall>>,
     /// When the node started, for `status`'s uptime.
@@ -504,6 +515,7 @@ impl Node {
             },
             fingerprint: crate::transport::parse_fingerprint(&fingerprint).unwrap_or([0; 32]),
         };
+        let counters = Arc::new(Counters::default());
         let mut hub = Hub {
             store,
             links: HashMap::new(),
@@ -516,6 +528,7 @@ impl Node {
             host_name: String::new(),
             local_addr: local,
             events: broadcast::channel(1024).0,
+            counters: counters.clone(),
             loads: HashMap::new(),
             tickets: crate::mesh::TicketBook::default(),
             zones: None,
@@ -540,6 +553,7 @@ impl Node {
             pending: Mutex::new(HashMap::new()),
             shutdown: shutdown_rx.clone(),
             requests: AtomicU64::new(0),
+            counters,
             admin_calls: Mutex::new(HashMap::new()),
             started: std::time::Instant::now(),
             fingerprint: fingerprint.clone(),
@@ -595,6 +609,56 @@ impl Node {
     /// Store figures.
     pub fn stats(&self) -> StoreStats {
         self.shared.hub().store.stats()
+    }
+
+    /// Every metric's current value, named as in [`crate::metrics::METRICS`] (the
+    /// exporter's own `exporter.*` counters excepted). Holds the hub lock briefly: counts
+    /// and per-peer RTTs are read, nothing is computed over the rows.
+    pub fn metrics(&self) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(48);
+        {
+            let hub = self.shared.hub();
+            let stats = hub.store.stats();
+            let load = hub.loads.get(&self.shared.id).copied();
+            let is_host = hub.members.host() == self.shared.id;
+            let gauges = [
+                ("clients", hub.connected_clients() as f64),
+                ("rows", stats.rows as f64),
+                ("bytes", stats.data_bytes as f64),
+                ("subscriptions", stats.subscriptions as f64),
+                ("peers", hub.peers.len() as f64),
+                ("members", hub.members.all().len() as f64),
+                ("is_host", if is_host { 1.0 } else { 0.0 }),
+                (
+                    "migrations.in_flight",
+                    (hub.outgoing.len() + hub.incoming.len()) as f64,
+                ),
+                (
+                    "cpu_percent",
+                    load.map_or(0.0, |l| f64::from(l.cpu_percent)),
+                ),
+                ("memory_bytes", load.map_or(0.0, |l| l.memory_bytes as f64)),
+                (
+                    "uptime_seconds",
+                    self.shared.started.elapsed().as_secs() as f64,
+                ),
+            ];
+            for (name, value) in gauges {
+                out.push(Sample::new(name, value));
+            }
+            for (id, link) in &hub.peers {
+                let name = hub
+                    .members
+                    .get(*id)
+                    .map_or_else(|| id.to_string(), |m| m.name.clone());
+                out.push(Sample::new(
+                    format!("peer.{}.rtt_ms", sanitize_segment(&name)),
+                    link.conn.rtt().as_secs_f64() * 1000.0,
+                ));
+            }
+        }
+        self.shared.counters.samples(&mut out);
+        out
     }
 
     /// Connected clients (peer links not counted).
@@ -718,6 +782,12 @@ impl Node {
             tracing::warn!("some connections did not acknowledge the close within 3 s");
         }
         tracing::info!(node = %self.shared.config.name, "node stopped");
+    }
+}
+
+impl MetricSource for Node {
+    fn sample(&self) -> Vec<Sample> {
+        self.metrics()
     }
 }
 
