@@ -191,6 +191,21 @@ struct Shared {
 }
 
 impl Shared {
+    /// Empty: nothing buffered, nothing counted, not connected.
+    fn new() -> Shared {
+        Shared {
+            buffer: Mutex::new(VecDeque::new()),
+            added: Notify::new(),
+            samples: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_backoff_ms: AtomicU64::new(0),
+        }
+    }
+
     fn buffer(&self) -> MutexGuard<'_, VecDeque<String>> {
         // Only this module touches the buffer and it never panics while holding it.
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
@@ -239,17 +254,7 @@ impl Exporter {
     /// Starts sampling `source` every `config.interval` and sending to `config.server`.
     /// Needs a tokio runtime; returns at once (the first connect happens in the background).
     pub fn start(source: Arc<dyn MetricSource>, config: GraphiteConfig) -> Exporter {
-        let shared = Arc::new(Shared {
-            buffer: Mutex::new(VecDeque::new()),
-            added: Notify::new(),
-            samples: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            connected: AtomicBool::new(false),
-            connects: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            last_backoff_ms: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new());
         let (stop, stopped) = watch::channel(false);
         tracing::info!(server = %config.server, prefix = %config.prefix,
             interval = ?config.interval, "exporting metrics to graphite");
@@ -492,17 +497,7 @@ mod tests {
 
     #[test]
     fn buffer_drops_oldest_past_the_bound() {
-        let s = Shared {
-            buffer: Mutex::new(VecDeque::new()),
-            added: Notify::new(),
-            samples: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            connected: AtomicBool::new(false),
-            connects: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            last_backoff_ms: AtomicU64::new(0),
-        };
+        let s = Shared::new();
         s.push_back((0..5).map(|i| i.to_string()).collect(), 3);
         assert_eq!(Vec::from(s.buffer().clone()), ["2", "3", "4"]);
         // Put back in front, it is the oldest: the first to go when the buffer is full.
