@@ -449,35 +449,71 @@ async fn await_propagation(
 }
 
 /// Waits (bounded) until the subscriber measured `expected` deliveries.
-async fn drain(counters: &SubCounters, expected: u64) {
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while counters.measured.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// One measurement's subscriber and publishers, from setup to teardown.
+struct Run {
+    /// The clock every timestamp in a payload counts from.
+    base: Instant,
+    /// Tells the subscriber to stop.
+    stop: watch::Sender<bool>,
+    /// What the subscriber has seen so far.
+    counters: Arc<SubCounters>,
+    /// The subscriber's task.
+    sub: tokio::task::JoinHandle<SubState>,
+    /// Publisher connections.
+    pubs: Vec<Publisher>,
 }
 
-async fn finish(
-    publishers: Vec<Publisher>,
-    stop: watch::Sender<bool>,
-    sub: tokio::task::JoinHandle<SubState>,
-) -> (SubState, Vec<String>) {
-    let _ = stop.send(true);
-    let mut st = match tokio::time::timeout(Duration::from_secs(5), sub).await {
-        Ok(Ok(st)) => st,
-        _ => SubState {
-            errors: vec!["the subscriber task did not finish".into()],
-            ..SubState::default()
-        },
-    };
-    let mut errors = std::mem::take(&mut st.errors);
-    for p in publishers {
-        let _ = p.wr.lock().await.shutdown().await;
-        p.reader.abort();
-        if let Ok(v) = p.errors.lock() {
-            errors.extend(v.iter().cloned());
+impl Run {
+    /// Subscribes on `c.sub_addr`, connects `publishers` to `c.pub_addr`, and waits until the
+    /// subscription has reached the publishers' server.
+    async fn start(c: &Common, publishers: usize) -> anyhow::Result<Run> {
+        let base = Instant::now();
+        let (stop, stop_rx) = watch::channel(false);
+        let (counters, sub) = start_subscriber(c.sub_addr, &c.subject, base, stop_rx).await?;
+        let mut pubs = Vec::with_capacity(publishers);
+        for i in 0..publishers {
+            pubs.push(start_publisher(c.pub_addr, i).await?);
         }
+        if let Some(first) = pubs.first() {
+            await_propagation(first, &c.subject, &counters).await?;
+        }
+        Ok(Run {
+            base,
+            stop,
+            counters,
+            sub,
+            pubs,
+        })
     }
-    (st, errors)
+
+    /// Waits (bounded) until `sent` messages were measured, stops everything, reports what
+    /// went wrong on stderr, and hands back what the subscriber saw.
+    async fn end(self, sent: u64) -> SubState {
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while self.counters.measured.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = self.stop.send(true);
+        let mut st = match tokio::time::timeout(Duration::from_secs(5), self.sub).await {
+            Ok(Ok(st)) => st,
+            _ => SubState {
+                errors: vec!["the subscriber task did not finish".into()],
+                ..SubState::default()
+            },
+        };
+        let mut problems = std::mem::take(&mut st.errors);
+        for p in self.pubs {
+            let _ = p.wr.lock().await.shutdown().await;
+            p.reader.abort();
+            if let Ok(v) = p.errors.lock() {
+                problems.extend(v.iter().cloned());
+            }
+        }
+        for p in &problems {
+            eprintln!("nats_bench: {p}");
+        }
+        st
+    }
 }
 
 fn print_json(
@@ -495,14 +531,7 @@ fn print_json(
 }
 
 fn print_table(r: &Report) {
-    println!(
-        "{:>12} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}",
-        "msgs/s", "delivered", "errors", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
-    );
-    println!(
-        "{:>12.0} {:>9} {:>7} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
-        r.ops_per_sec, r.ops, r.errors, r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms
-    );
+    println!("{}", r.table("msgs/s"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -515,22 +544,14 @@ async fn latency(c: &Common, rate: u32, publishers: usize) -> anyhow::Result<()>
             c.pub_addr, c.duration, c.sub_addr
         );
     }
-    let base = Instant::now();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (counters, sub) = start_subscriber(c.sub_addr, &c.subject, base, stop_rx).await?;
-    let mut pubs = Vec::with_capacity(publishers);
-    for i in 0..publishers {
-        pubs.push(start_publisher(c.pub_addr, i).await?);
-    }
-    if let Some(first) = pubs.first() {
-        await_propagation(first, &c.subject, &counters).await?;
-    }
+    let run = Run::start(c, publishers).await?;
+    let base = run.base;
 
-    let n = pubs.len() as f64;
+    let n = run.pubs.len() as f64;
     let per_publisher = (f64::from(rate) / n).max(1.0);
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(pubs.len());
-    for p in &pubs {
+    let mut tasks = Vec::with_capacity(run.pubs.len());
+    for p in &run.pubs {
         let wr = p.wr.clone();
         let subject = c.subject.clone();
         let duration = c.duration;
@@ -558,11 +579,7 @@ async fn latency(c: &Common, rate: u32, publishers: usize) -> anyhow::Result<()>
     }
     let (posted, errors) = sum_counts(tasks).await;
     let elapsed = start.elapsed();
-    drain(&counters, posted).await;
-    let (mut st, problems) = finish(pubs, stop_tx, sub).await;
-    for p in &problems {
-        eprintln!("nats_bench: {p}");
-    }
+    let mut st = run.end(posted).await;
     let received = st.latencies_us.len() as u64;
     let report = FanoutReport {
         latency: Report::from_latencies(&mut st.latencies_us, errors, elapsed),
@@ -615,20 +632,12 @@ async fn throughput(
             c.pub_addr, c.duration, c.sub_addr
         );
     }
-    let base = Instant::now();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (counters, sub) = start_subscriber(c.sub_addr, &c.subject, base, stop_rx).await?;
-    let mut pubs = Vec::with_capacity(publishers);
-    for i in 0..publishers {
-        pubs.push(start_publisher(c.pub_addr, i).await?);
-    }
-    if let Some(first) = pubs.first() {
-        await_propagation(first, &c.subject, &counters).await?;
-    }
+    let run = Run::start(c, publishers).await?;
+    let base = run.base;
 
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(pubs.len());
-    for p in &pubs {
+    let mut tasks = Vec::with_capacity(run.pubs.len());
+    for p in &run.pubs {
         let wr = p.wr.clone();
         let subject = c.subject.clone();
         let duration = c.duration;
@@ -657,11 +666,7 @@ async fn throughput(
     }
     let (published, errors) = sum_counts(tasks).await;
     let publishing = start.elapsed();
-    drain(&counters, published).await;
-    let (mut st, problems) = finish(pubs, stop_tx, sub).await;
-    for p in &problems {
-        eprintln!("nats_bench: {p}");
-    }
+    let mut st = run.end(published).await;
     let delivered = st.latencies_us.len() as u64;
     // Deliveries per second from the start to the last delivery.
     let window = st
