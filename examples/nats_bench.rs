@@ -520,13 +520,7 @@ fn print_json(
     value: &impl serde::Serialize,
     extra: &[(&str, serde_json::Value)],
 ) -> anyhow::Result<()> {
-    let mut v = serde_json::to_value(value)?;
-    if let Some(obj) = v.as_object_mut() {
-        for (k, x) in extra {
-            obj.insert((*k).into(), x.clone());
-        }
-    }
-    println!("{v}");
+    println!("{}", cloudmesh::bench::json_with(value, extra)?);
     Ok(())
 }
 

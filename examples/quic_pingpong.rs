@@ -250,13 +250,12 @@ async fn client(
     }
     let report = Report::from_latencies(&mut all, errors, elapsed);
     if json {
-        let mut value = serde_json::to_value(&report)?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("scenario".into(), "quic_pingpong".into());
-            obj.insert("clients".into(), clients.into());
-            obj.insert("pipeline".into(), pipeline.into());
-        }
-        println!("{value}");
+        let extra = [
+            ("scenario", "quic_pingpong".into()),
+            ("clients", clients.into()),
+            ("pipeline", pipeline.into()),
+        ];
+        println!("{}", cloudmesh::bench::json_with(&report, &extra)?);
     } else {
         println!("{}", report.table("rtt/s"));
     }

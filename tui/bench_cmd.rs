@@ -550,13 +550,7 @@ fn print_json(
     report: &impl serde::Serialize,
     extra: &[(&str, serde_json::Value)],
 ) -> anyhow::Result<()> {
-    let mut value = serde_json::to_value(report)?;
-    if let Some(obj) = value.as_object_mut() {
-        for (k, v) in extra {
-            obj.insert((*k).into(), v.clone());
-        }
-    }
-    output::json_line(&value)?;
+    output::json_line(&bench::json_with(report, extra)?)?;
     Ok(())
 }
 

@@ -130,6 +130,21 @@ impl Report {
     }
 }
 
+/// A report as one JSON object with the scenario's own fields added (`scenario`, its
+/// knobs): the shape every `--json` benchmark line has.
+pub fn json_with(
+    report: &impl Serialize,
+    extra: &[(&str, serde_json::Value)],
+) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(report)?;
+    if let Some(obj) = value.as_object_mut() {
+        for (k, v) in extra {
+            obj.insert((*k).into(), v.clone());
+        }
+    }
+    Ok(value)
+}
+
 /// Microseconds of `d`, saturating (a latency sample).
 pub(crate) fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
