@@ -721,16 +721,28 @@ async fn link_loop(
     // QUIC's own idle timer (which restarts when this side sends its next keep-alive, up
     // to a keep-alive interval later), keeps a lost node's NodeLost within the idle
     // timeout of its last word (§9).
+    // One timer for the link, re-armed only when it fires and a frame came meanwhile: a
+    // timer per frame would cost a timer-wheel insert and removal for every notification
+    // crossing the mesh. (`FrameReader::next` is cancel-safe: what it read stays buffered.)
     let silence = shared.config.timing.idle_timeout;
+    let mut last_frame = tokio::time::Instant::now();
+    let silent = tokio::time::sleep(silence);
+    tokio::pin!(silent);
     let reason = loop {
-        let next = match tokio::time::timeout(silence, reader.next::<PeerFrame>()).await {
-            Ok(next) => next,
-            Err(_) => {
+        let next = tokio::select! {
+            next = reader.next::<PeerFrame>() => next,
+            () = &mut silent => {
+                let due = last_frame + silence;
+                if due > tokio::time::Instant::now() {
+                    silent.as_mut().reset(due);
+                    continue;
+                }
                 let why = format!("no frame from the peer within the idle timeout ({silence:?})");
                 conn.close(CloseCode::Normal.to_u32().into(), why.as_bytes());
                 break why;
             }
         };
+        last_frame = tokio::time::Instant::now();
         let frame = match next {
             Ok(Some(f)) => f,
             Ok(None) => break "stream ended".to_owned(),
