@@ -115,9 +115,17 @@ async fn with_nodes<T>(
     socket: &Path,
     scenario: impl AsyncFnOnce(&Nodes) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    run_on(Nodes::up(target, local_nodes, socket), scenario).await
+}
+
+/// Brings the nodes up with `up`, then as [`with_nodes`].
+async fn run_on<T>(
+    up: impl std::future::Future<Output = anyhow::Result<Nodes>>,
+    scenario: impl AsyncFnOnce(&Nodes) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let mut signals = Signals::new()?;
     let nodes = tokio::select! {
-        n = Nodes::up(target, local_nodes, socket) => n?,
+        n = up => n?,
         which = signals.recv() => return Err(interrupted(which)),
     };
     let result = tokio::select! {
@@ -381,12 +389,8 @@ pub async fn failover(args: FailoverArgs, json: bool) -> anyhow::Result<()> {
         idle.as_millis(),
         (idle / 5).as_millis()
     );
-    let mut signals = Signals::new()?;
-    let nodes = tokio::select! {
-        n = Nodes::local(args.cloudd.as_deref(), args.keep, args.nodes, &config) => n?,
-        which = signals.recv() => return Err(interrupted(which)),
-    };
-    let run = async {
+    let up = Nodes::local(args.cloudd.as_deref(), args.keep, args.nodes, &config);
+    let r = run_on(up, async |nodes: &Nodes| {
         let mesh = nodes.mesh.as_ref().context("no local mesh")?;
         let local = mesh.nodes();
         let mut admin = AdminClient::connect(&nodes.sockets[0]).await?;
@@ -421,13 +425,8 @@ pub async fn failover(args: FailoverArgs, json: bool) -> anyhow::Result<()> {
         )
         .await
         .map_err(|e| nodes.explain(e))
-    };
-    let result = tokio::select! {
-        r = run => r,
-        which = signals.recv() => Err(interrupted(which)),
-    };
-    nodes.down().await;
-    let r = result?;
+    })
+    .await?;
     if json {
         return print_json(&r, &[("scenario", json!("failover"))]);
     }
