@@ -900,6 +900,14 @@ impl Settings {
             "limits.max_keys_per_query",
             l.max_keys_per_query.to_string(),
         );
+        line(
+            "limits.max_owners_per_query",
+            l.max_owners_per_query.to_string(),
+        );
+        line(
+            "limits.max_subscription_owners",
+            l.max_subscription_owners.to_string(),
+        );
         line("limits.max_subscriptions", l.max_subscriptions.to_string());
         line("limits.max_session_bytes", l.max_session_bytes.to_string());
         line("filters", format!("{} rule(s)", n.filters.len()));

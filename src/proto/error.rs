@@ -97,6 +97,16 @@ pub enum WireError {
         /// What was wrong.
         reason: String,
     },
+    // New variants go last: postcard encodes the variant's index.
+    /// A query names more owners than allowed, or a subscription would take the client's
+    /// subscriptions past the owners they may name in total.
+    #[error("too many owners: {count}, the limit is {max}")]
+    TooManyOwners {
+        /// Owners given (or that the client's subscriptions would name in total).
+        count: u32,
+        /// The limit.
+        max: u32,
+    },
 }
 
 /// QUIC application close codes. The reason phrase carries the human text.

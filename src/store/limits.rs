@@ -16,6 +16,14 @@ pub struct StoreLimits {
     pub max_get_rows: u32,
     /// Most key specs in one query.
     pub max_keys_per_query: u32,
+    /// Most client ids in one query's (or unsubscribe's) `owners` list. Checked before the
+    /// list is used at all: without it one request of under a megabyte made a node build
+    /// an owner set per key spec, gigabytes in all.
+    pub max_owners_per_query: u32,
+    /// Most owner ids one client's subscriptions may name in total (each subscription's
+    /// owner filter counted, merged filters included): re-subscribing the same spec with
+    /// new owners cannot grow a node's memory past this.
+    pub max_subscription_owners: u32,
     /// Most subscriptions one client may hold.
     pub max_subscriptions: u32,
     /// Largest session blob.
@@ -30,6 +38,8 @@ impl Default for StoreLimits {
             max_get_bytes: 512 * 1024,
             max_get_rows: 10_000,
             max_keys_per_query: 256,
+            max_owners_per_query: 1024,
+            max_subscription_owners: 4096,
             max_subscriptions: 1024,
             max_session_bytes: 16 * 1024,
         }

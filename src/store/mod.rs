@@ -756,6 +756,14 @@ impl Store {
                 max: limits.max_keys_per_query,
             });
         }
+        if let Some(owners) = &query.owners {
+            if owners.len() > limits.max_owners_per_query as usize {
+                return Err(WireError::TooManyOwners {
+                    count: owners.len().try_into().unwrap_or(u32::MAX),
+                    max: limits.max_owners_per_query,
+                });
+            }
+        }
         let client = self.clients.get(&caller).ok_or(WireError::NotFound)?;
         for spec in &query.keys {
             spec.validate().map_err(|e| WireError::InvalidKey {
@@ -776,6 +784,32 @@ impl Store {
                 return Err(WireError::TooManySubscriptions {
                     max: limits.max_subscriptions,
                 });
+            }
+            // Owner ids the client's subscriptions would name once this one is merged in:
+            // every filter re-counted with the new owners added (sets, so a repeat is free).
+            if let Some(owners) = &query.owners {
+                let mut total = 0usize;
+                for (spec, filter) in &client.subs {
+                    total += match filter {
+                        OwnerFilter::Any => 0,
+                        OwnerFilter::Only(set) if new.contains(&spec) => {
+                            set.len() + owners.iter().filter(|o| !set.contains(o)).count()
+                        }
+                        OwnerFilter::Only(set) => set.len(),
+                    };
+                }
+                let fresh: HashSet<&ClientId> = owners.iter().collect();
+                total += fresh.len()
+                    * new
+                        .iter()
+                        .filter(|s| !client.subs.contains_key(**s))
+                        .count();
+                if total > limits.max_subscription_owners as usize {
+                    return Err(WireError::TooManyOwners {
+                        count: total.try_into().unwrap_or(u32::MAX),
+                        max: limits.max_subscription_owners,
+                    });
+                }
             }
         }
 

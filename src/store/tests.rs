@@ -436,3 +436,49 @@ fn a_row_recreated_after_a_move_continues_above_the_source_clock() {
         "{v} must be above the deletion's {deleted_at}"
     );
 }
+
+#[test]
+fn owners_lists_are_bounded_per_query_and_per_client() {
+    let limits = StoreLimits {
+        max_owners_per_query: 3,
+        max_subscription_owners: 5,
+        ..StoreLimits::default()
+    };
+    let mut s = Store::new(NODE, limits, Filters::default());
+    let a = client(&mut s, 1);
+    let ids = |from: u8, n: u8| -> Vec<ClientId> {
+        (from..from + n).map(|i| ClientId(u64::from(i))).collect()
+    };
+    let mut big = q(&["a"]);
+    big.owners = Some(ids(10, 4));
+    assert_eq!(
+        s.get(a, &big),
+        Err(WireError::TooManyOwners { count: 4, max: 3 }),
+        "an owners list over the limit is refused before it is used"
+    );
+    // Re-subscribing the same spec with new owners merges them, within the client's total.
+    let mut sub = q(&["a"]);
+    sub.subscribe = true;
+    sub.owners = Some(ids(10, 3));
+    s.get(a, &sub).expect("3 owners");
+    sub.owners = Some(ids(10, 3));
+    s.get(a, &sub).expect("the same 3 again cost nothing");
+    sub.owners = Some(ids(13, 2));
+    s.get(a, &sub).expect("5 in all");
+    sub.owners = Some(ids(15, 1));
+    assert_eq!(
+        s.get(a, &sub),
+        Err(WireError::TooManyOwners { count: 6, max: 5 }),
+        "merging past the client's total is refused"
+    );
+    let mut other = q(&["b"]);
+    other.subscribe = true;
+    other.owners = Some(ids(20, 1));
+    assert!(matches!(
+        s.get(a, &other),
+        Err(WireError::TooManyOwners { count: 6, max: 5 })
+    ));
+    other.owners = None;
+    s.get(a, &other)
+        .expect("a subscription to any owner names no owner ids");
+}
