@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the wire codec (DESIGN §2, §9): what every request, response and
+//! Micro-benchmarks of the wire codec: what every request, response and
 //! notification costs to encode, and how fast a reader splits a buffer of frames.
 //!
 //! Run: `cargo bench --bench codec` (add `-- --quick` for a short run).

@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the cloud memory (`cloudmesh::store`, DESIGN §3, §9): the work the node
+//! Micro-benchmarks of the cloud memory (`cloudmesh::store`): the work the node
 //! does under its hub lock for each request, without any network.
 //!
 //! Run: `cargo bench --bench store` (add `-- --quick` for a short run).

@@ -9,20 +9,24 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::config::{LogFormat, LogSettings};
+use cloudmesh::config::{LogFormat, LogSettings};
 
 type BoxedLayer =
     Box<dyn Layer<tracing_subscriber::layer::Layered<EnvFilter, Registry>> + Send + Sync>;
 
-/// Installs the global subscriber. Keep the returned guard alive until exit: dropping it
-/// flushes the file writer.
-pub fn init(settings: &LogSettings) -> anyhow::Result<Option<WorkerGuard>> {
-    let filter = EnvFilter::try_new(&settings.filter).with_context(|| {
+/// The filter of `settings`, or why it does not parse (naming where it came from).
+pub fn filter(settings: &LogSettings) -> anyhow::Result<EnvFilter> {
+    EnvFilter::try_new(&settings.filter).with_context(|| {
         format!(
             "invalid log filter {:?} (from {})",
             settings.filter, settings.filter_source
         )
-    })?;
+    })
+}
+
+/// Installs the global subscriber. Keep the returned guard alive until exit: dropping it
+/// flushes the file writer.
+pub fn init(settings: &LogSettings, filter: EnvFilter) -> anyhow::Result<Option<WorkerGuard>> {
     let ansi = std::io::stderr().is_terminal();
     let mut layers: Vec<BoxedLayer> = vec![layer(settings.format, ansi, std::io::stderr)];
     let mut guard = None;

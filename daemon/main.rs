@@ -1,6 +1,6 @@
-//! `cloudd`: flags and config, logging, signals; everything else is the library.
+//! `cloudd`: parses its settings with the library, sets up logging and signals, runs the
+//! node.
 
-mod config;
 mod logging;
 
 use std::process::ExitCode;
@@ -9,33 +9,66 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use cloudmesh::admin::AdminSocket;
+use cloudmesh::config::{Cli, Env, Layer, LogFormat, Settings};
 use cloudmesh::dyndns::DynDns;
 use cloudmesh::metrics::graphite::Exporter;
 use cloudmesh::{Node, NodeError};
 use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
 
-use config::{LogFormat, Settings};
+/// The allocator hands freed memory back to the system soon after a burst (see
+/// [`return_freed_memory`]): what a client made the node hold does not stay resident after
+/// it leaves.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Has jemalloc purge memory freed for a second back to the system, from a background
+/// thread (so an idle node returns it too, not only one that keeps allocating). Failure only
+/// costs memory, so it is logged, not fatal.
+fn return_freed_memory() {
+    use tikv_jemalloc_ctl::{arenas, background_thread, Access, AsName};
+    const DECAY_MS: isize = 1_000;
+    let mut failed = Vec::new();
+    if let Err(e) = background_thread::write(true) {
+        failed.push(format!("background_thread: {e}"));
+    }
+    // Arenas created from now on, then each existing one.
+    if let Err(e) = b"arenas.dirty_decay_ms\0".name().write(DECAY_MS) {
+        failed.push(format!("arenas.dirty_decay_ms: {e}"));
+    }
+    let count = arenas::narenas::read().unwrap_or(0);
+    for i in 0..count {
+        for what in ["dirty", "muzzy"] {
+            let key = format!("arena.{i}.{what}_decay_ms\0");
+            if let Err(e) = key.as_bytes().name().write(DECAY_MS) {
+                failed.push(format!("arena.{i}.{what}_decay_ms: {e}"));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        tracing::warn!(failed = ?failed, "could not tune the allocator; freed memory may stay resident longer");
+    }
+}
 
 /// Exit code for a configuration the daemon cannot use (same as clap's usage errors).
 const EXIT_CONFIG: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = config::Cli::parse();
-    let check_only = cli.check_config;
-    let settings = match config::load(cli) {
+    let cli = Cli::parse();
+    let (settings, filter) = match configure(cli.settings) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cloudd: {e:#}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if check_only {
+    if cli.check_config {
         print!("{}", settings.summary());
         return ExitCode::SUCCESS;
     }
     // Held to the end of main: dropping it flushes buffered file logs.
-    let _log_guard = match logging::init(&settings.log) {
+    let _log_guard = match logging::init(&settings.log, filter) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("cloudd: {e:#}");
@@ -45,6 +78,7 @@ async fn main() -> ExitCode {
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
+    return_freed_memory();
     match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { error, code }) => {
@@ -53,6 +87,15 @@ async fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// The settings from flags, environment and file, with their log filter.
+fn configure(flags: Layer) -> anyhow::Result<(Settings, EnvFilter)> {
+    let settings = Settings::load(flags, Env::read())?;
+    // The filter's syntax is the log subscriber's to check; checked here, so that
+    // `--check-config` refuses a bad one too.
+    let filter = logging::filter(&settings.log)?;
+    Ok((settings, filter))
 }
 
 /// Why `run` stopped, with the exit code that tells a supervisor whether retrying can help.
@@ -113,7 +156,18 @@ async fn run(settings: Settings) -> Result<(), Failure> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    tracing::info!(signal = which, "shutting down: closing every client");
+    tracing::info!(
+        signal = which,
+        "stopping: moving clients to other nodes, then leaving the mesh"
+    );
+    // The admin socket still serves while the node drains (an operator can watch it); a
+    // second signal stops waiting for the drain.
+    tokio::select! {
+        () = node.leave() => {}
+        _ = term.recv() => tracing::warn!("second signal: stopping without waiting for the drain"),
+        _ = int.recv() => tracing::warn!("second signal: stopping without waiting for the drain"),
+    }
+    tracing::info!("shutting down: closing every client");
     let _ = admin_stop.send(true);
     // The socket file is removed when the server stops.
     let _ = admin_task.await;

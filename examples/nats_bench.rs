@@ -1,4 +1,4 @@
-//! A NATS measurement client for the DESIGN §9 comparison, speaking the NATS text protocol
+//! A NATS measurement client for the comparison in BENCHMARKS.md, speaking the NATS text protocol
 //! (INFO, CONNECT, PING/PONG, SUB, PUB, MSG) over plain TCP, with no NATS crate.
 //!
 //! `latency`: publishers on `--pub` publish at a fixed total rate, each message carrying its

@@ -1,9 +1,9 @@
-//! The bare-QUIC baseline of DESIGN §9: N connections, one long-lived bidirectional stream
+//! The bare-QUIC baseline of BENCHMARKS.md: N connections, one long-lived bidirectional stream
 //! each, 32-byte messages echoed by the server, D messages in flight per connection.
 //!
 //! Endpoints are built with cloudmesh's own `transport` (same TLS 1.3 provider, same
 //! `Timing`, same transport config), so the figure is what the transport alone costs and
-//! `cloudctl bench throughput` can be held against it (the §9 rule: ≥ 90% of this).
+//! `cloudctl bench throughput` can be held against it (the goal: ≥ 90% of this).
 //!
 //! ```text
 //! cargo run --release --example quic_pingpong -- server [--listen 127.0.0.1:0]
@@ -24,7 +24,7 @@ use cloudmesh::transport::{self, Identity, Timing, Trust};
 
 /// ALPN of this baseline (the settings are cloudmesh's; the protocol is not).
 const ALPN: &[u8] = b"quic-pingpong/1";
-/// Bytes per message, as in DESIGN §9.
+/// Bytes per message, as in the comparison of BENCHMARKS.md.
 const MSG: usize = 32;
 /// No read may wait longer than this during a run.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);

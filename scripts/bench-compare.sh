@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Compares cloudmesh with its anchors in one run, on this machine, over loopback only
-# (DESIGN §9):
+# (BENCHMARKS.md):
 #   - single-node post+get throughput (50 clients, pipelining depth 1 and 16) against
 #     redis-benchmark (SET+GET, same clients and depth) and a bare QUIC ping-pong built with
-#     cloudmesh's own transport settings (examples/quic_pingpong.rs; §9: ≥ 90% of it);
+#     cloudmesh's own transport settings (examples/quic_pingpong.rs; goal: ≥ 90% of it);
 #   - cross-node notification latency at 10k posts/s on a 3-node mesh against NATS
 #     publish → delivery on a 3-node NATS cluster (examples/nats_bench.rs);
 #   - saturated pub/sub deliveries per second, cloudmesh against NATS.
@@ -318,7 +318,7 @@ row "pub/sub saturated missing vs NATS" "$(field "$cms" missing)" "$(field "$nat
   for r in "${ROWS[@]}"; do printf '%s\n' "$r"; done
   p99="$(field "$cmf" p99_ms)"
   if [ -n "$p99" ]; then
-    awk -v p="$p99" 'BEGIN {printf "§9 budget: fan-out p99 < 5 ms at 10k/s: %.3f ms %s\n", p, (p < 5) ? "ok" : "MISSED"}'
+    awk -v p="$p99" 'BEGIN {printf "budget: fan-out p99 < 5 ms at 10k/s: %.3f ms %s\n", p, (p < 5) ? "ok" : "MISSED"}'
   fi
   printf 'saturated pub/sub: cloudmesh %s posters awaiting each ack; NATS 1 publisher, 32-byte PUBs in batches (%s published/s)\n' \
     "$CLIENTS" "$(fmt "$(field "$natst" published_per_sec)")"

@@ -1,4 +1,4 @@
-//! Bad input never hurts the node (DESIGN §2, §10): every attack below gets a typed error or
+//! Bad input never hurts the node: every attack below gets a typed error or
 //! a closed connection, and a bystander client on the same node keeps working throughout.
 
 mod common;

@@ -142,7 +142,7 @@ fn trust_options_insecure_wrong_pin_and_none() {
 }
 
 #[test]
-fn sigterm_closes_clients_with_the_reason_and_exits_zero() {
+fn sigterm_tells_clients_the_reason_and_exits_zero() {
     let dir = tempdir();
     let mut d = start_cloudd(dir.path());
 
@@ -157,14 +157,26 @@ fn sigterm_closes_clients_with_the_reason_and_exits_zero() {
     let status = d.proc.wait();
     assert!(status.success(), "cloudd exits 0 on SIGTERM: {status:?}");
 
-    for p in [watch, post] {
-        let (status, _, err) = p.finish();
-        assert_eq!(status.code(), Some(1), "client exits 1: {err}");
-        assert!(
-            err.contains("shutting down"),
-            "says the node shut down: {err}"
-        );
+    // Both say why the connection ended, and wait for the node to come back (a restart
+    // must not end them; tests/resume_process.rs restarts it).
+    // The post's row (and, when it arrives first, its deletion) come before.
+    let mut lost = watch.json_line("watch's suspended line");
+    for _ in 0..5 {
+        if lost["event"] == "suspended" {
+            break;
+        }
+        lost = watch.json_line("watch's suspended line");
     }
+    assert_eq!(lost["event"], "suspended", "{lost}");
+    assert!(
+        lost["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("shutting down")),
+        "says the node shut down: {lost}"
+    );
+    post.stderr_line("post saying the node shut down", |l| {
+        l.contains("shutting down") && l.contains("resuming")
+    });
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Cloud memory semantics over real QUIC on 127.0.0.1 (DESIGN §3.1–§3.4).
+//! Cloud memory semantics over real QUIC on 127.0.0.1.
 
 mod common;
 
@@ -177,7 +177,7 @@ async fn session_blob_and_ping() {
 }
 
 /// A subscriber racing 1,000 concurrent posts ends with exactly the node's final state, and
-/// sees strictly increasing versions per row (§3.2 get+subscribe atomicity).
+/// sees strictly increasing versions per row (get+subscribe atomicity).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_racing_concurrent_posts_converges_exactly() {
     let n = node().await;

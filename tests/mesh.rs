@@ -1,4 +1,4 @@
-//! The mesh in-process: several real nodes on 127.0.0.1 talking real QUIC (DESIGN §3.5, §4).
+//! The mesh in-process: several real nodes on 127.0.0.1 talking real QUIC.
 
 mod common;
 
@@ -68,7 +68,13 @@ async fn wait_full_mesh(nodes: &[TestNode]) {
         let host = nodes[0].node.host();
         nodes
             .iter()
-            .all(|t| t.node.peers().len() == n - 1 && t.node.host() == host)
+            .all(|t| {
+                // Links and the member view converge separately (a link is up before the
+                // gossip that lists its node as a member arrives): wait for both.
+                t.node.peers().len() == n - 1
+                    && t.node.members().len() == n
+                    && t.node.host() == host
+            })
     };
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !converged() {
@@ -130,13 +136,20 @@ async fn nodes_joining_through_a_dns_name_form_a_full_mesh_with_one_host() {
         }
     })
     .await;
-    let record: serde_json::Value = rows
+    let (row, record) = rows
         .iter()
-        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.data).expect("json"))
-        .find(|v| v["host"] == true)
+        .map(|r| {
+            let v = serde_json::from_slice::<serde_json::Value>(&r.data).expect("json");
+            (r, v)
+        })
+        .find(|(_, v)| v["host"] == true)
         .expect("a host row");
-    assert_eq!(record["id"], host.to_string());
+    assert_eq!(row.node, host, "the host's row is written by the host");
     assert_eq!(record["state"], "Active");
+    assert!(
+        record.get("id").is_none() && record.get("internal_addresses").is_none(),
+        "clients see no ids or internal addresses unless the operator allows: {record}"
+    );
     let load = c.get(vec![spec("cloud.load")]).await.expect("load rows");
     assert_eq!(load.len(), 5, "every node publishes cloud.load/0");
 }
@@ -348,7 +361,8 @@ async fn a_lost_node_yields_node_lost_deletions_and_a_new_host() {
     }
     let host_id = host.node.id();
     let mut events = nodes[0].node.events();
-    host.node.shutdown("test: host goes away").await;
+    // A crash, not a clean stop: the mesh must notice it by itself.
+    host.node.abort("test: host goes away").await;
     for (_, sub, snap) in &mut subs {
         let mut gone = HashSet::new();
         for _ in 0..2 {
@@ -501,4 +515,163 @@ async fn interest_at_peers_follows_local_subscribers() {
         Event::Updated(row) => assert_eq!(row.node, late.node.id()),
         other => panic!("expected an update from the late node, got {other:?}"),
     }
+}
+
+/// A node that stops cleanly moves its clients away first (watchers see their rows move,
+/// never a deletion), then leaves: the others drop it at once, as left, not lost, and the
+/// next oldest becomes host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_moves_clients_away_then_leaves() {
+    let mut nodes = mesh(3).await;
+    wait_until("loads known everywhere", || {
+        nodes.iter().all(|t| t.node.loads().len() == 3)
+    })
+    .await;
+    let host = nodes.remove(0);
+    let host_id = host.node.id();
+    let player = host.client().await;
+    player
+        .post(Key::new("presence", 7), "carol")
+        .await
+        .expect("post");
+    let watcher = nodes[1].client().await;
+    let (snap, mut sub) = watcher
+        .subscribe(vec![spec("presence")], None)
+        .await
+        .expect("subscribe");
+    assert_eq!(snap.len(), 1);
+    let mut events = nodes[0].node.events();
+    host.node.shutdown("test: clean stop").await;
+    // The row moves: an update naming another node, no deletion.
+    match next_event(&mut sub).await {
+        Event::Updated(row) => {
+            assert_eq!(row.key, Key::new("presence", 7));
+            assert_ne!(row.node, host_id, "the row lives on a survivor now");
+        }
+        other => panic!("expected the row to move, got {other:?}"),
+    }
+    wait_until(
+        "the survivors drop the node and agree on a new host",
+        || {
+            nodes.iter().all(|t| {
+                t.node.members().len() == 2
+                    && t.node.host() != host_id
+                    && t.node.host() == nodes[0].node.host()
+            })
+        },
+    )
+    .await;
+    player
+        .ping()
+        .await
+        .expect("the player is served by a survivor");
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, MeshEvent::PeerLeft { node, .. } if *node == host_id)),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, MeshEvent::PeerLost { node, .. } if *node == host_id)),
+        "a clean stop is not a loss: {seen:?}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sub.next())
+            .await
+            .is_err(),
+        "no deletion follows"
+    );
+}
+
+/// Without the drain, a stopping node's clients are disconnected and the rows still on it
+/// are deleted for watchers with a reason of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_without_drain_deletes_rows_as_node_left() {
+    let first = mesh_node("node-0", Some(secret(7)), vec![]).await;
+    let via = format!("127.0.0.1:{}", first.addr().port());
+    let second = node_with(move |c| {
+        c.name = "node-1".into();
+        c.secret = Some(secret(7));
+        c.join = vec![via];
+        c.drain_on_stop = false;
+    })
+    .await;
+    let pair = vec![first, second];
+    wait_full_mesh(&pair).await;
+    let [first, second] = <[TestNode; 2]>::try_from(pair).unwrap_or_else(|_| panic!("two"));
+    let player = second.client().await;
+    player
+        .post(Key::new("presence", 9), "dave")
+        .await
+        .expect("post");
+    let watcher = first.client().await;
+    let (snap, mut sub) = watcher
+        .subscribe(vec![spec("presence")], None)
+        .await
+        .expect("subscribe");
+    assert_eq!(snap.len(), 1);
+    second.node.shutdown("test: stop without drain").await;
+    match next_event(&mut sub).await {
+        Event::Deleted { row, reason } => {
+            assert_eq!(reason, DeleteReason::NodeLeft);
+            assert_eq!(row.key, Key::new("presence", 9));
+        }
+        other => panic!("expected a node_left deletion, got {other:?}"),
+    }
+    wait_until("the node is dropped at once", || {
+        first.node.members().len() == 1
+    })
+    .await;
+}
+
+/// The mesh secret is rotated node by node with the mesh whole throughout: every node
+/// first also accepts the new secret, then proves with it (still accepting the old), then
+/// drops the old. After each restart the restarted node links to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_secret_rotates_node_by_node_without_a_split() {
+    init_test_log();
+    let (old, new) = (secret(7), secret(8));
+    async fn start(name: &'static str, s: MeshSecret, join: Option<String>) -> TestNode {
+        node_with(move |c| {
+            c.name = name.into();
+            c.secret = Some(s);
+            c.join = join.into_iter().collect();
+        })
+        .await
+    }
+    let a = start("a", old.clone(), None).await;
+    let b = start("b", old.clone(), Some(a.addr().to_string())).await;
+    let mut nodes = vec![a, b];
+    wait_full_mesh(&nodes).await;
+    let steps = [
+        old.clone().accepting(new.clone()),
+        new.clone().accepting(old.clone()),
+        new.clone(),
+    ];
+    for (step, ring) in steps.into_iter().enumerate() {
+        for (i, name) in ["a", "b"].into_iter().enumerate() {
+            let stopped = nodes.remove(i);
+            stopped
+                .node
+                .shutdown("test: restart with the next secret")
+                .await;
+            let other = nodes[0].addr().to_string();
+            nodes.insert(i, start(name, ring.clone(), Some(other)).await);
+            wait_full_mesh(&nodes).await;
+            eprintln!("step {step}: {name} restarted and linked");
+        }
+    }
+    // At the end the old secret no longer gets in: a node with it gives up joining (start
+    // returns once it has) and starts a mesh of its own.
+    let outsider = start("outsider", old, Some(nodes[0].addr().to_string())).await;
+    assert!(
+        outsider.node.peers().is_empty(),
+        "the old secret is refused"
+    );
+    assert_eq!(outsider.node.host(), outsider.node.id());
 }

@@ -1,4 +1,4 @@
-//! Metrics (DESIGN §8, issue 8 acceptance 1 and 3): the Graphite exporter against a real
+//! Metrics (issue 8 acceptance 1 and 3): the Graphite exporter against a real
 //! carbon-cache (Debian's graphite-carbon, read back with whisper-fetch), its behaviour
 //! when carbon is gone, and the Grafana dashboard checked against the exporter's list.
 

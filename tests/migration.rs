@@ -1,4 +1,4 @@
-//! Live migration between real nodes (DESIGN §6.1): make-before-break, no deletion, no loss,
+//! Live migration between real nodes: make-before-break, no deletion, no loss,
 //! rollback when the client never arrives, and the target keeping the session when the
 //! source dies after preparing it.
 
@@ -283,7 +283,7 @@ async fn the_source_dying_after_prepare_still_lands_the_client_on_the_target() {
     mover.abort();
     let _ = mover.await;
     let a = std::sync::Arc::try_unwrap(shared_a).unwrap_or_else(|_| panic!("a still shared"));
-    a.node.shutdown("test: the source dies").await;
+    a.node.abort("test: the source dies").await;
 
     let mut opts = ClientOptions::new(cloudmesh::transport::Trust::Pin(fingerprint));
     opts.ticket = Some(ticket);

@@ -1,4 +1,4 @@
-//! Issue 4, acceptance 1 (DESIGN §6): 200 clients post and subscribe across three nodes
+//! Issue 4, acceptance 1: 200 clients post and subscribe across three nodes
 //! while clients are force-migrated at random and then node c is drained, traffic running
 //! throughout. Every client's view is checked: no acknowledged post lost, no spurious
 //! deletion, no duplicated or out-of-order notification, no error surfaced to a client.

@@ -1,4 +1,4 @@
-//! Placement across a real mesh (DESIGN §5): clients connecting through any node end up on
+//! Placement across a real mesh: clients connecting through any node end up on
 //! the node the scoring prefers, by load and by measured RTT, and tickets admit once.
 
 mod common;
@@ -21,6 +21,8 @@ async fn two_nodes() -> (TestNode, TestNode) {
         c.max_clients = 40;
         // These tests load one node on purpose: no rebalance under them.
         c.rebalance_interval = Duration::ZERO;
+        // The test's clients may see the score table.
+        c.explain_classes = vec!["default".into()];
     })
     .await;
     let join = a.addr().to_string();

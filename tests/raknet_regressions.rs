@@ -1,4 +1,4 @@
-//! Regression tests for the RakNet CloudServer flaws of DESIGN §3.6 that apply to one node.
+//! Regression tests for the RakNet CloudServer flaws that apply to one node.
 
 mod common;
 

@@ -96,7 +96,11 @@ async fn missing_ca_file_is_a_config_error() {
 #[tokio::test]
 async fn node_shutdown_reaches_clients_with_its_reason() {
     let n = node().await;
-    let c = n.client().await;
+    // A healing client would wait for the node to come back; this one closes.
+    let c = n
+        .client_with(|o| o.heal = false)
+        .await
+        .expect("client connects");
     let (_, mut sub) = c
         .subscribe(vec!["k".parse().expect("spec")], None)
         .await

@@ -4,7 +4,7 @@
 //! becomes an [`AdminFailure`] that carries its exit code.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::CommandFactory;
@@ -75,7 +75,9 @@ pub fn exit_for_client(e: &AdminClientError) -> Exit {
         AdminClientError::NoDaemon { .. } | AdminClientError::PermissionDenied { .. } => {
             Exit::NoDaemon
         }
-        AdminClientError::Closed | AdminClientError::Frame(_) => Exit::Failed,
+        AdminClientError::Closed
+        | AdminClientError::Frame(_)
+        | AdminClientError::Timeout { .. } => Exit::Failed,
     }
 }
 
@@ -119,32 +121,36 @@ fn response_type(r: &Response) -> String {
         .unwrap_or_else(|| "response".to_owned())
 }
 
-/// Connects to `socket`, sends `command` and returns its final answer; an `Error` answer
-/// becomes an [`AdminFailure`].
-async fn call(socket: &Path, command: AdminCommand) -> Result<Response, AdminFailure> {
-    let mut client = AdminClient::connect(socket).await?;
-    // Every one-answer command is answered well within this (a forwarded migration, the
-    // slowest, waits at most the node's migration timeout plus a few seconds); a daemon
-    // that accepts but never answers must not hang a script.
-    let answer = tokio::time::timeout(ANSWER_TIMEOUT, client.call(command))
-        .await
-        .map_err(|_| AdminFailure {
-            exit: Exit::Failed,
-            message: format!(
-                "admin socket {}: no answer within {}s (is that cloudd stuck? see its log)",
-                socket.display(),
-                ANSWER_TIMEOUT.as_secs()
-            ),
-        })?;
-    match answer {
-        Ok(Response::Error(e)) => Err(e.into()),
-        Ok(r) => Ok(r),
-        Err(e) => Err(with_path(e, socket)),
+/// The admin socket of the daemon to ask, and how long to wait for each of its answers.
+#[derive(Debug, Clone)]
+pub struct Socket {
+    /// Its path.
+    pub path: PathBuf,
+    /// Longest wait for the next frame (`--timeout`); `None` waits as long as it takes.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Socket {
+    /// Connects, with the timeout set on the client.
+    pub async fn connect(&self) -> Result<AdminClient, AdminClientError> {
+        let mut client = AdminClient::connect(&self.path).await?;
+        client.set_timeout(self.timeout);
+        Ok(client)
     }
 }
 
-/// How long a one-answer command waits for the daemon.
-const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Connects to `socket`, sends `command` and returns its final answer; an `Error` answer
+/// becomes an [`AdminFailure`].
+async fn call(socket: &Socket, command: AdminCommand) -> Result<Response, AdminFailure> {
+    // A daemon that accepts but never answers must not hang a script: the client waits
+    // at most its timeout (--timeout) for each frame.
+    let mut client = socket.connect().await?;
+    match client.call(command).await {
+        Ok(Response::Error(e)) => Err(e.into()),
+        Ok(r) => Ok(r),
+        Err(e) => Err(with_path(e, &socket.path)),
+    }
+}
 
 /// A failure after connecting, with the socket named (the library's messages for these do
 /// not say which daemon it was).
@@ -191,7 +197,7 @@ fn now_ms() -> u64 {
 }
 
 /// `cloudctl status`.
-pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
+pub async fn status(socket: &Socket, json: bool) -> anyhow::Result<()> {
     let r = call(socket, AdminCommand::Status).await?;
     match &r {
         Response::Status(_) if json => print_json(&r),
@@ -201,7 +207,7 @@ pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 /// `cloudctl nodes`.
-pub async fn nodes(socket: &Path, json: bool) -> anyhow::Result<()> {
+pub async fn nodes(socket: &Socket, json: bool) -> anyhow::Result<()> {
     let r = call(socket, AdminCommand::Nodes).await?;
     match &r {
         Response::Nodes { .. } if json => print_json(&r),
@@ -211,8 +217,15 @@ pub async fn nodes(socket: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 /// `cloudctl clients`.
-pub async fn clients(args: ClientsArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
-    let r = call(socket, AdminCommand::Clients { node: args.node }).await?;
+pub async fn clients(args: ClientsArgs, socket: &Socket, json: bool) -> anyhow::Result<()> {
+    let r = call(
+        socket,
+        AdminCommand::Clients {
+            node: args.node,
+            session: args.session,
+        },
+    )
+    .await?;
     let Response::Clients {
         clients,
         incomplete,
@@ -232,7 +245,7 @@ pub async fn clients(args: ClientsArgs, socket: &Path, json: bool) -> anyhow::Re
 }
 
 /// `cloudctl keys`.
-pub async fn keys(args: KeysArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+pub async fn keys(args: KeysArgs, socket: &Socket, json: bool) -> anyhow::Result<()> {
     let (primary, secondary) = match args.key {
         Some(spec) => (Some(spec.primary), spec.secondary),
         None => (None, None),
@@ -292,19 +305,17 @@ fn drain_failed(node: &str, e: AdminError) -> AdminFailure {
 }
 
 /// `cloudctl drain`.
-pub async fn drain(args: DrainNodeArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+pub async fn drain(args: DrainNodeArgs, socket: &Socket, json: bool) -> anyhow::Result<()> {
     let command = AdminCommand::Drain {
         node: args.node.clone(),
         wait: args.wait,
     };
     if !args.wait {
-        let mut client = AdminClient::connect(socket)
-            .await
-            .map_err(AdminFailure::from)?;
+        let mut client = socket.connect().await.map_err(AdminFailure::from)?;
         let r = match client.call(command).await {
             Ok(Response::Error(e)) => return Err(drain_failed(&args.node, e).into()),
             Ok(r) => r,
-            Err(e) => return Err(with_path(e, socket).into()),
+            Err(e) => return Err(with_path(e, &socket.path).into()),
         };
         return match &r {
             Response::DrainStarted { .. } if json => print_json(&r),
@@ -315,13 +326,11 @@ pub async fn drain(args: DrainNodeArgs, socket: &Path, json: bool) -> anyhow::Re
         };
     }
 
-    let mut client = AdminClient::connect(socket)
-        .await
-        .map_err(AdminFailure::from)?;
+    let mut client = socket.connect().await.map_err(AdminFailure::from)?;
     client
         .send(command)
         .await
-        .map_err(|e| with_path(e, socket))?;
+        .map_err(|e| with_path(e, &socket.path))?;
     // Taken once, before waiting: from here a Ctrl-C is ours to handle, none is lost
     // between frames, and it only ends the wait (the drain runs in the node).
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -330,7 +339,7 @@ pub async fn drain(args: DrainNodeArgs, socket: &Path, json: bool) -> anyhow::Re
     loop {
         let frame = tokio::select! {
             frame = client.next() => frame.map_err(|e| {
-                let mut f = with_path(e, socket);
+                let mut f = with_path(e, &socket.path);
                 // The drain runs in the node whatever happened to this connection.
                 f.message.push_str(&format!(
                     "; the drain of {} may still be going on (see `cloudctl nodes`)",
@@ -439,7 +448,7 @@ impl Progress {
 }
 
 /// `cloudctl undrain`.
-pub async fn undrain(args: UndrainArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+pub async fn undrain(args: UndrainArgs, socket: &Socket, json: bool) -> anyhow::Result<()> {
     let r = call(socket, AdminCommand::Undrain { node: args.node }).await?;
     match &r {
         Response::Undrained { .. } if json => print_json(&r),
@@ -449,7 +458,7 @@ pub async fn undrain(args: UndrainArgs, socket: &Path, json: bool) -> anyhow::Re
 }
 
 /// `cloudctl migrate`.
-pub async fn migrate(args: MigrateArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+pub async fn migrate(args: MigrateArgs, socket: &Socket, json: bool) -> anyhow::Result<()> {
     let command = AdminCommand::Migrate {
         client: args.client.to_string(),
         to: args.to,
@@ -465,7 +474,7 @@ pub async fn migrate(args: MigrateArgs, socket: &Path, json: bool) -> anyhow::Re
 }
 
 /// `cloudctl rebalance`.
-pub async fn rebalance(socket: &Path, json: bool) -> anyhow::Result<()> {
+pub async fn rebalance(socket: &Socket, json: bool) -> anyhow::Result<()> {
     let r = call(socket, AdminCommand::Rebalance).await?;
     match &r {
         Response::Rebalanced { .. } if json => print_json(&r),
@@ -481,7 +490,7 @@ pub async fn rebalance(socket: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 /// `cloudctl place`.
-pub async fn place(args: PlaceArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+pub async fn place(args: PlaceArgs, socket: &Socket, json: bool) -> anyhow::Result<()> {
     // --explain is the only mode; the flag is accepted so scripts can already say it.
     let _ = args.explain;
     let r = call(
@@ -646,7 +655,11 @@ mod tests {
     async fn no_daemon_is_exit_3_naming_the_path() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("admin.sock");
-        let err = status(&path, false).await.expect_err("no daemon there");
+        let socket = Socket {
+            path: path.clone(),
+            timeout: None,
+        };
+        let err = status(&socket, false).await.expect_err("no daemon there");
         let f = err.downcast_ref::<AdminFailure>().expect("an AdminFailure");
         assert_eq!(f.exit, Exit::NoDaemon);
         assert!(f.message.contains(&path.display().to_string()));

@@ -8,17 +8,24 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use cloudmesh::admin::{AdminClient, Command as AdminCommand, Response};
 use cloudmesh::bench::{self, FanoutOptions, MigrationOptions, Report, Target, ThroughputOptions};
-use cloudmesh::client::ClientOptions;
+use cloudmesh::local_mesh::{LocalMesh, MeshOptions};
 use cloudmesh::transport::Trust;
 use serde_json::json;
 
 use crate::admin_cmds::{AdminFailure, Exit};
 use crate::cli::{
-    BenchTarget, DrainArgs, FailoverArgs, FanoutArgs, IdleArgs, MigrationArgs, ThroughputArgs,
+    BenchTarget, BlipArgs, DrainArgs, FailoverArgs, FanoutArgs, IdleArgs, MeshArgs, MigrationArgs,
+    QueryBenchArgs, ThroughputArgs,
 };
 use crate::client_cmds::{client_options_all, explain_connect, trust};
-use crate::local_mesh::{find_cloudd, warn, LocalMesh, MeshOptions, Signals};
+use crate::local_mesh::{self, find_cloudd};
 use crate::output;
+use crate::progress::ProgressLines;
+use crate::signals::Signals;
+
+/// Progress lines, the local mesh's among them: `bench: …` on stderr (stdout carries the
+/// results).
+const LINES: ProgressLines = ProgressLines::stderr("bench");
 
 /// The nodes a scenario runs against: given ones, or a local mesh started for it.
 struct Nodes {
@@ -62,17 +69,13 @@ impl Nodes {
     ) -> anyhow::Result<Nodes> {
         let cloudd = find_cloudd(cloudd)?;
         let opts = MeshOptions {
-            label: "bench",
-            nodes,
-            base_port: 0,
             keep,
-            node_log: "info".into(),
             config: config.into(),
-            to_stderr: true,
+            ..MeshOptions::new(LINES.label(), nodes)
         };
         let mut mesh = LocalMesh::create(opts, cloudd)?;
-        if let Err(e) = mesh.bring_up().await {
-            mesh.stop().await;
+        if let Err(e) = local_mesh::bring_up(&mut mesh, LINES).await {
+            local_mesh::stop(mesh, LINES).await;
             return Err(e);
         }
         let local = mesh.nodes();
@@ -81,7 +84,7 @@ impl Nodes {
                 .iter()
                 .map(|n| Target {
                     addr: n.addr,
-                    client: ClientOptions::new(Trust::Pin(n.fingerprint)),
+                    client: n.client_options(),
                 })
                 .collect(),
             sockets: local.iter().map(|n| n.socket.clone()).collect(),
@@ -94,7 +97,7 @@ impl Nodes {
     /// Stops the local mesh, if there is one.
     async fn down(self) {
         if let Some(mesh) = self.mesh {
-            mesh.stop().await;
+            local_mesh::stop(mesh, LINES).await;
         }
     }
 
@@ -439,6 +442,74 @@ pub async fn failover(args: FailoverArgs, json: bool) -> anyhow::Result<()> {
          missing {}",
         r.rows_lost, r.deletions.p50_ms, r.deletions.max_ms, r.missing
     ))?;
+    output::line(&format!(
+        "every row back (posted again by its client's SDK on a survivor) after {:.0} ms; \
+         budget (idle timeout + 2 s) {:.0} ms; not back {}",
+        r.restored_ms, r.restore_budget_ms, r.not_restored
+    ))?;
+    Ok(())
+}
+
+/// `cloudctl bench mesh`.
+pub async fn mesh(args: MeshArgs, json: bool) -> anyhow::Result<()> {
+    let timing = cloudmesh::transport::Timing::default();
+    let (idle, config) = match args.idle_timeout {
+        None => (
+            timing.idle_timeout,
+            "# Written by `cloudctl bench mesh`: built-in defaults.\n".to_owned(),
+        ),
+        Some(idle) => {
+            let idle = idle.max(Duration::from_millis(500));
+            let config = format!(
+                "# Written by `cloudctl bench mesh`.\nidle_timeout = \"{}ms\"\n\
+                 keep_alive = \"{}ms\"\n",
+                idle.as_millis(),
+                (idle / 5).as_millis()
+            );
+            (idle, config)
+        }
+    };
+    let cloudd = find_cloudd(args.cloudd.as_deref())?;
+    let opts = MeshOptions {
+        keep: args.keep,
+        config,
+        ..MeshOptions::new(LINES.label(), args.nodes)
+    };
+    let mut mesh = LocalMesh::create(opts, cloudd)?;
+    let scale = bench::MeshScaleOptions {
+        form_limit: args.form_limit,
+        settle: args.settle,
+        window: args.window,
+        idle_timeout: idle,
+    };
+    let mut signals = Signals::new()?;
+    let result = tokio::select! {
+        r = bench::mesh_scale(&mut mesh, &scale, |line| LINES.line(line)) => {
+            r.map_err(anyhow::Error::new)
+        }
+        which = signals.recv() => Err(interrupted(which)),
+    };
+    local_mesh::stop(mesh, LINES).await;
+    let r = result?;
+    if json {
+        return print_json(&r, &[("scenario", json!("mesh"))]);
+    }
+    output::line(&format!(
+        "{} nodes started together: one mesh after {:.1} s (budget for 64: 30 s), host {}",
+        r.nodes,
+        r.formed_ms / 1000.0,
+        r.host
+    ))?;
+    output::line(&format!(
+        "idle: {:.2}% of a core per node (max {:.2}%; budget 1%), RSS {:.1} MiB per node \
+         (max {:.1})",
+        r.idle_cpu_pct_mean, r.idle_cpu_pct_max, r.rss_mib_mean, r.rss_mib_max
+    ))?;
+    output::line(&format!(
+        "host killed: survivors agreed on {} after {:.0} ms (budget: idle timeout + 1 s = \
+         {:.0} ms)",
+        r.new_host, r.new_host_ms, r.failover_budget_ms
+    ))?;
     Ok(())
 }
 
@@ -454,6 +525,66 @@ fn sigkill(pid: u32) -> Result<(), String> {
     } else {
         Err(format!("kill -KILL {pid} failed ({status})"))
     }
+}
+
+/// `cloudctl bench blip`.
+pub async fn blip(args: BlipArgs, json: bool) -> anyhow::Result<()> {
+    let idle = args.idle_timeout.max(Duration::from_millis(500));
+    let outage = args.outage.max(idle + Duration::from_millis(500));
+    let relay = bench::Relay::bind()
+        .await
+        .context("cannot bind the relay")?;
+    let config = format!(
+        "# Written by `cloudctl bench blip`.\nidle_timeout = \"{}ms\"\nkeep_alive = \"{}ms\"\n\
+         resume_grace = \"{}ms\"\nadvertise_client = [\"{}\"]\n",
+        idle.as_millis(),
+        (idle / 5).as_millis(),
+        (outage * 3 + Duration::from_secs(10)).as_millis(),
+        relay.addr()
+    );
+    let up = Nodes::local(args.cloudd.as_deref(), args.keep, 1, &config);
+    let (r, before, suspended) = run_on(up, async |nodes: &Nodes| {
+        let target = first(&nodes.targets)?;
+        relay.forward_to(target.addr);
+        let memory = Memory::of(nodes).await?;
+        let before = memory.read().await?;
+        progress(format!(
+            "blip: {} clients through a relay to {}; cutting it for {:?}",
+            args.clients, target.addr, outage
+        ));
+        let suspended = std::cell::Cell::new(0u64);
+        let r = bench::blip(target, &relay, args.clients, outage, idle, async || {
+            if let Ok(m) = memory.read().await {
+                suspended.set(m);
+            }
+        })
+        .await
+        .map_err(|e| nodes.explain(e))?;
+        Ok((r, before, suspended.get()))
+    })
+    .await?;
+    let per_session = suspended.saturating_sub(before) / (r.resumed.ops.max(1));
+    if json {
+        return print_json(
+            &r,
+            &[
+                ("scenario", json!("blip")),
+                ("rss_before_bytes", json!(before)),
+                ("rss_suspended_bytes", json!(suspended)),
+                ("bytes_per_suspended_session", json!(per_session)),
+            ],
+        );
+    }
+    output::line(&format!(
+        "outage {:.0} ms; next call after the path came back: p50 {:.0} ms, max {:.0} ms \
+         (budget {:.0} ms); deletions seen {}; new sessions {}",
+        r.outage_ms, r.resumed.p50_ms, r.resumed.max_ms, r.budget_ms, r.deletions, r.new_sessions
+    ))?;
+    output::line(&format!(
+        "node RSS {} before the clients, {} with their sessions suspended ({} per session)",
+        before, suspended, per_session
+    ))?;
+    Ok(())
 }
 
 /// Where the loaded node's resident memory is read from.
@@ -527,6 +658,63 @@ fn kib(bytes: u64) -> String {
     format!("{:.1} KiB", bytes as f64 / 1024.0)
 }
 
+/// `cloudctl bench query`.
+pub async fn query(args: QueryBenchArgs, socket: &Path, json: bool) -> anyhow::Result<()> {
+    let opts = bench::QueryOptions {
+        rows: args.rows.max(1),
+        holders: args.holders.max(1),
+        queries: args.queries.max(1),
+        live_rate: args.live_rate,
+        live_duration: args.live_duration,
+    };
+    let r = with_nodes(&args.target, 3, socket, async |nodes: &Nodes| {
+        progress(format!(
+            "query: {} rows over {} holders on {}, {} queries of each kind",
+            opts.rows,
+            opts.holders,
+            addresses(&nodes.targets),
+            opts.queries
+        ));
+        bench::query(&nodes.targets, &opts)
+            .await
+            .map_err(|e| nodes.explain(e))
+    })
+    .await?;
+    if json {
+        return print_json(
+            &r,
+            &[("scenario", json!("query")), ("budget_p99_ms", json!(5.0))],
+        );
+    }
+    output::line(&format!(
+        "loaded {} rows in {:.1} s; the top-20 filter matches {} of them",
+        r.rows, r.load_seconds, r.top20_matching
+    ))?;
+    output::line("top-20 (region = \"eu\" and players < 32, sort players, limit 20):")?;
+    print_table(&r.top20)?;
+    output::line(&format!(
+        "area of interest (near(x, y, 50), {:.0} rows per answer on average):",
+        r.near_rows_avg
+    ))?;
+    print_table(&r.near)?;
+    if let Some(live) = &r.live {
+        output::line(&format!(
+            "live query at {} changes/s (event delay):",
+            opts.live_rate
+        ))?;
+        print_table(live)?;
+        output::line(&format!(
+            "posted {}, events missing {}",
+            r.live_posted, r.live_missing
+        ))?;
+    }
+    output::line(&format!(
+        "answers naming a node incomplete: {}",
+        r.incomplete
+    ))?;
+    Ok(())
+}
+
 fn first(targets: &[Target]) -> anyhow::Result<&Target> {
     targets.first().context("no node to load")
 }
@@ -541,7 +729,7 @@ fn addresses(targets: &[Target]) -> String {
 
 /// A progress line on stderr (stdout carries the results).
 fn progress(line: String) {
-    warn(format!("bench: {line}"));
+    LINES.line(line);
 }
 
 /// One JSON line: the report's fields plus the scenario's own (`scenario`, knobs).

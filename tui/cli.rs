@@ -47,6 +47,18 @@ pub struct Cli {
     )]
     pub socket: PathBuf,
 
+    /// Longest wait for each answer from the admin socket (e.g. 30s, 2m); 0 waits as long as
+    /// it takes. A daemon that accepts but does not answer then fails the command (exit 1)
+    /// instead of hanging a script
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDCTL_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s"
+    )]
+    pub timeout: Option<humantime::Duration>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -74,7 +86,16 @@ pub enum Command {
         \"updated_at_ms\":<ms since Unix epoch, node clock>,\
         \"data\":\"<the data as a string, or null when not UTF-8>\",\
         \"data_hex\":\"<the data in hex>\"}\n\
-        Nodes that did not answer are listed on stderr (their rows are missing).")]
+        Nodes that did not answer are listed on stderr (their rows are missing).\n\n\
+        Queries: --where, --sort and --near select rows by the fields of their data (rows \
+        whose data is a JSON object), evaluated on the nodes that hold them. --where takes \
+        comparisons `field = value` (= != < <= > >=), `field in (v1, v2)`, \
+        `field prefix \"text\"`, `exists field`, `within(x0, y0, x1, y1)`, \
+        `near(x, y, radius)`, joined with and/or and parentheses; values are \"strings\", \
+        numbers, true, false, null; a dotted field reaches into nested objects. --sort \
+        takes `field [asc|desc], ...` (`-field` is desc); rows equal on every sort field go \
+        in key order. --near X,Y,R (or X,Y,Z,R) keeps rows whose x, y (z) fields lie within \
+        R. Example: --where 'region = \"eu\" and players < 64' --sort players --limit 20.")]
     Get(GetArgs),
     /// Print rows, then every change to them, as they happen.
     #[command(
@@ -86,13 +107,26 @@ pub enum Command {
         With --json, one object per line: the row fields of `cloudctl get --json` plus \
         \"event\": \"snapshot\" (a row present at start), \"updated\" (created or replaced) \
         or \"deleted\", and for deletions \"reason\": \"released\", \"disconnected\" or \
-        \"node_lost\". A deletion carries the last data and the deletion's version."
+        \"node_lost\". A deletion carries the last data and the deletion's version.\n\n\
+        Queries: --where, --sort and --near select rows by the fields of their data (rows \
+        whose data is a JSON object), evaluated on the nodes that hold them. --where takes \
+        comparisons `field = value` (= != < <= > >=), `field in (v1, v2)`, \
+        `field prefix \"text\"`, `exists field`, `within(x0, y0, x1, y1)`, \
+        `near(x, y, radius)`, joined with and/or and parentheses; values are \"strings\", \
+        numbers, true, false, null; a dotted field reaches into nested objects. --sort \
+        takes `field [asc|desc], ...` (`-field` is desc); rows equal on every sort field go \
+        in key order. --near X,Y,R (or X,Y,Z,R) keeps rows whose x, y (z) fields lie within \
+        R. Example: --where 'region = \"eu\" and players < 64' --sort players --limit 20.\n\n\
+        A watch with a query prints the rows matching at start (the first --limit of them \
+        in --sort order), then \"entered\" (a row starts to match), \"updated\" (a \
+        matching row changed) and \"left\" (with reason \"no_longer_matches\" or the \
+        deletion's) as they happen."
     )]
     Watch(WatchArgs),
-    /// Measure throughput, latency, stalls and memory (DESIGN §9 budgets).
+    /// Measure throughput, latency, stalls and memory (budgets in BENCHMARKS.md).
     #[command(
         subcommand,
-        long_about = "Measure throughput, latency, stalls and memory (DESIGN §9 budgets).\n\n\
+        long_about = "Measure throughput, latency, stalls and memory (budgets in BENCHMARKS.md).\n\n\
         Each scenario runs against the nodes given with --server, or, with no --server, \
         against a local mesh of real cloudd processes on 127.0.0.1 that it starts for the \
         run and stops after it (cloudd is looked for beside cloudctl, else on PATH; \
@@ -311,6 +345,10 @@ pub struct ClientsArgs {
     /// Only the clients of this node [default: every node]
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
+    /// Also show each client's session blob (text, or hex when not printable); it may hold
+    /// what a game keeps private, so it is shown only when asked for
+    #[arg(long)]
+    pub session: bool,
 }
 
 /// `cloudctl keys`.
@@ -379,7 +417,7 @@ pub struct CompletionsArgs {
 pub enum BenchCommand {
     /// Post/get/subscribe throughput: N clients, each with D requests in flight.
     #[command(
-        long_about = "Post/get/subscribe throughput (DESIGN §9: at least Redis's \
+        long_about = "Post/get/subscribe throughput (budget: at least Redis's \
         figure with 50 clients at the same pipelining depth).\n\n\
         Connects --clients real QUIC clients (to one local node started for the run, or \
         spread over the --server nodes); each keeps --pipeline requests in flight, cycling \
@@ -396,8 +434,7 @@ pub enum BenchCommand {
     )]
     Throughput(ThroughputArgs),
     /// Cross-node notification latency: posts on one node, a subscriber on another.
-    #[command(
-        long_about = "Cross-node notification latency (DESIGN §9: p99 < 5 ms at \
+    #[command(long_about = "Cross-node notification latency (budget: p99 < 5 ms at \
         10k posts/s in a 3-node mesh).\n\n\
         --posters connections post at --rate posts/s in total for --duration; a subscriber \
         measures, per notification, the time from sending the post to receiving the change \
@@ -407,12 +444,11 @@ pub enum BenchCommand {
         percentiles, posts acknowledged and notifications missing; with --json one object \
         with the fields of `bench throughput` (ops = notifications) plus \"posted\" and \
         \"missing\". Trust for the subscriber's node: --subscriber-pin, else the same \
-        option as for --server (e.g. --insecure or --ca)."
-    )]
+        option as for --server (e.g. --insecure or --ca).")]
     Fanout(FanoutArgs),
     /// Client-visible stall while clients migrate between nodes.
     #[command(
-        long_about = "Client-visible stall during migration (DESIGN §9: p99 < 20 ms, \
+        long_about = "Client-visible stall during migration (budget: p99 < 20 ms, \
         0 lost and 0 duplicated notifications).\n\n\
         Connects --clients clients to one node (node-1 of a local 3-node mesh, or --server, \
         operated through the admin socket --socket); each posts numbered rows continuously \
@@ -426,7 +462,7 @@ pub enum BenchCommand {
     Migration(MigrationArgs),
     /// Time to drain a node's clients to the other nodes.
     #[command(
-        long_about = "Time to drain a node (DESIGN §9: 1,000 clients in < 3 s).\n\n\
+        long_about = "Time to drain a node (budget: 1,000 clients in < 3 s).\n\n\
         Connects --clients clients (each holding one row) to one node (node-1 of a local \
         3-node mesh, or --server, operated through the admin socket --socket), drains that \
         node (or --node) and prints how long the drain took, how many clients it moved, and \
@@ -437,7 +473,7 @@ pub enum BenchCommand {
     Drain(DrainArgs),
     /// Memory of a node holding N idle clients.
     #[command(
-        long_about = "Memory of a node holding idle clients (DESIGN §9: 10,000 idle \
+        long_about = "Memory of a node holding idle clients (budget: 10,000 idle \
         clients on one node in < 1 GiB RSS).\n\n\
         Connects --clients clients (--concurrency handshakes at a time) to one node (a local \
         node started for the run, or --server), each posting --rows rows, waits --settle \
@@ -449,19 +485,160 @@ pub enum BenchCommand {
     )]
     Idle(IdleArgs),
     /// Time to a new host and NodeLost deletions after kill -9 of the host.
-    #[command(
-        long_about = "Failover after the host dies (DESIGN §9: a new host and \
-        NodeLost deletions everywhere within idle timeout + 1 s).\n\n\
+    #[command(long_about = "Failover after the host dies (budget: a new host and \
+        NodeLost deletions everywhere within idle timeout + 1 s; every row of the dead \
+        node's clients back within idle timeout + 2 s).\n\n\
         Starts a local mesh of --nodes cloudd processes (it kills one, so it never runs \
         against --server) with the nodes' idle timeout set to --idle-timeout; \
         --clients-per-node clients on every node each post one row; a subscriber on every \
         other node watches all rows. Then the host gets SIGKILL. Prints the time until the \
         survivors agree on a new host, and per subscriber the time until it had seen every \
-        row of the dead node deleted with reason NodeLost (p50 … max), against the budget. \
-        With --json: the fields of `bench throughput` (ops = subscribers done) plus \
-        \"new_host_ms\", \"new_host\", \"rows_lost\", \"missing\" and \"budget_ms\"."
-    )]
+        row of the dead node deleted with reason NodeLost (p50 … max), against the budget, \
+        and the time until every subscriber saw each of those rows back (the dead node's \
+        clients heal by themselves: their SDK establishes the session again on a survivor \
+        from what it posted). With --json: the fields of `bench throughput` (ops = \
+        subscribers done) plus \"new_host_ms\", \"new_host\", \"rows_lost\", \"missing\", \
+        \"budget_ms\", \"restored_ms\", \"not_restored\" and \"restore_budget_ms\".")]
     Failover(FailoverArgs),
+    /// Time to the next successful call after a network outage within the resume grace.
+    #[command(
+        long_about = "A network blip within the resume grace (budget: every client's \
+        next successful call within 1 s of the path coming back, and no deletion seen by \
+        anyone).\n\n\
+        Starts a local node (it cuts the network in front of it, so it never runs against \
+        --server) with its idle timeout set to --idle-timeout, behind a UDP relay run by \
+        this command that the node advertises as its client address; --clients clients \
+        reach it through the relay and post a row each, and a watcher connected directly \
+        subscribes to them. The relay then drops every datagram for --outage (longer than \
+        the idle timeout: the node suspends the sessions, the clients notice) and lets \
+        them through again. Prints per client the time from the path's return to its \
+        next successful call (p50 … max), the deletions the watcher saw, the clients that \
+        came back under a new id, and the node's resident memory before the clients came \
+        and with their sessions suspended (the difference per session is what the grace \
+        costs, rows included). With --json: the fields of `bench throughput` (ops = clients \
+        back) plus \"outage_ms\", \"deletions\", \"new_sessions\", \"budget_ms\", \
+        \"rss_before_bytes\", \"rss_suspended_bytes\" and \
+        \"bytes_per_suspended_session\"."
+    )]
+    Blip(BlipArgs),
+    /// Nodes started together: time to one mesh, idle CPU and memory, failover.
+    #[command(
+        long_about = "A fleet started at once (budget: 64 nodes form one mesh in \
+        under 30 s; an idle node uses under 1% of a core; after kill -9 of the host the \
+        survivors agree on a new one within idle timeout + 1 s).\n\n\
+        Starts a local mesh of --nodes cloudd processes at the same moment, as after a \
+        power cut (it kills one, so it never runs against --server): node-1 on a reserved \
+        port, every other node joining it, and times until every node lists every node \
+        as linked and Active and all name the same host. After --settle it reads each \
+        node's CPU time over --window and its resident memory (from /proc), then kills the \
+        host with SIGKILL and times until the survivors agree on a new host. With --json \
+        one object: {\"scenario\":\"mesh\",\"nodes\":N,\"formed_ms\":..,\"host\":..,\
+        \"idle_cpu_pct_mean\":..,\"idle_cpu_pct_max\":..,\"rss_mib_mean\":..,\
+        \"rss_mib_max\":..,\"new_host_ms\":..,\"new_host\":..,\"failover_budget_ms\":..}."
+    )]
+    Mesh(MeshArgs),
+    /// Queries over row contents: top-20 and area-of-interest latency, live-query delivery.
+    #[command(
+        long_about = "Queries over row contents (budget: a filtered, sorted top-20 \
+        over 100,000 rows on a 3-node mesh p99 < 5 ms; a live query under 10,000 changes/s \
+        delivered p99 < 5 ms with 0 missing).\n\n\
+        --holders connections spread over the nodes (a local 3-node mesh without --server) \
+        post --rows server rows (JSON: name, region, map, players, max, x, y). Then one \
+        client on the first node runs --queries queries one after another: \
+        `region = \"eu\" and players < 32` sorted by players, limit 20; then as many \
+        `near(x, y, 50)` at random centres (all matches). Then a watcher on the last node \
+        holds the top-20 query live while a poster on the first changes matching rows at \
+        --live-rate changes/s for --live-duration; each event's delay is the time from \
+        sending the post to receiving the event (one clock). Prints each part's \
+        percentiles; with --json one object: the fields of `bench throughput` for the \
+        top-20 queries (ops = queries), \"rows\", \"load_seconds\", \"top20_matching\", \
+        \"near\" and \"live\" (reports of the same fields, live null when skipped), \
+        \"near_rows_avg\", \"incomplete\", \"live_posted\", \"live_missing\"."
+    )]
+    Query(QueryBenchArgs),
+}
+
+/// `cloudctl bench blip`.
+#[derive(Debug, Args)]
+pub struct BlipArgs {
+    /// Clients behind the relay, each posting one row
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+
+    /// How long the relay drops everything (longer than --idle-timeout)
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    pub outage: Duration,
+
+    /// The node's and the clients' idle timeout (their keep-alive is a fifth of it)
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// The cloudd executable for the local node [default: beside cloudctl, else on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub cloudd: Option<PathBuf>,
+
+    /// Keep the local node's directory (data and logs) after the run
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `cloudctl bench mesh`.
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// Nodes to start at once
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(2..=128))]
+    pub nodes: u16,
+
+    /// How long the nodes get to form one mesh before the run fails
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub form_limit: Duration,
+
+    /// Wait this long after the mesh formed before measuring idle CPU
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub settle: Duration,
+
+    /// How long to measure idle CPU over
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub window: Duration,
+
+    /// The nodes' idle timeout (their keep-alive is a fifth of it) [default: cloudd's]
+    #[arg(long, value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// The cloudd executable for the local mesh [default: beside cloudctl, else on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub cloudd: Option<PathBuf>,
+
+    /// Keep the local mesh's directory (node data and logs) after the run
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `cloudctl bench query`.
+#[derive(Debug, Args)]
+pub struct QueryBenchArgs {
+    /// Rows to load
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u32,
+
+    /// Connections holding them, spread over the nodes
+    #[arg(long, default_value_t = 30)]
+    pub holders: usize,
+
+    /// Queries measured of each kind
+    #[arg(long, default_value_t = 2000)]
+    pub queries: u32,
+
+    /// Changes per second during the live part (0 skips it)
+    #[arg(long, default_value_t = 10_000)]
+    pub live_rate: u32,
+
+    /// How long the live part posts (e.g. 5s)
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub live_duration: Duration,
+
+    #[command(flatten)]
+    pub target: BenchTarget,
 }
 
 /// `cloudctl bench failover`.
@@ -677,7 +854,8 @@ pub struct AuthArgs {
     #[arg(long, env = "CLOUDMESH_CLASS", value_name = "CLASS")]
     pub class: Option<String>,
 
-    /// Token proving membership of --class, when the node requires one
+    /// A client token: a signed token (JWT) the game backend issued, which carries the
+    /// client's class and rights, or the token of --class when the node requires one
     #[arg(
         long,
         env = "CLOUDMESH_TOKEN",
@@ -714,6 +892,12 @@ pub struct PostArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub hold: Option<Duration>,
 
+    /// Keep the session's resume token in this file (rewritten after every welcome), and
+    /// take the session back from it when started again: a killed and restarted `post`
+    /// keeps its client id and row if it comes back within the node's resume grace
+    #[arg(long, value_name = "PATH")]
+    pub resume_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub conn: ConnectArgs,
 }
@@ -733,6 +917,28 @@ pub struct GetArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,
 
+    /// Only rows whose data matches this filter (see the long help for the syntax)
+    #[arg(long = "where", value_name = "FILTER", conflicts_with = "owners")]
+    pub filter: Option<String>,
+
+    /// Order by these fields: `field [asc|desc], ...` (`-field` is desc)
+    #[arg(
+        long,
+        value_name = "FIELDS",
+        conflicts_with = "owners",
+        allow_hyphen_values = true
+    )]
+    pub sort: Option<String>,
+
+    /// Only rows whose x, y (and z) fields lie within R of this point: X,Y,R or X,Y,Z,R
+    #[arg(
+        long,
+        value_name = "X,Y[,Z],R",
+        conflicts_with = "owners",
+        allow_hyphen_values = true
+    )]
+    pub near: Option<String>,
+
     #[command(flatten)]
     pub conn: ConnectArgs,
 }
@@ -751,6 +957,32 @@ pub struct WatchArgs {
     /// Exit 0 after this many changes following the snapshot
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+
+    /// With a query: show the first N matching rows at start
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "owners")]
+    pub limit: Option<u32>,
+
+    /// Only rows whose data matches this filter (see the long help for the syntax)
+    #[arg(long = "where", value_name = "FILTER", conflicts_with = "owners")]
+    pub filter: Option<String>,
+
+    /// Order by these fields: `field [asc|desc], ...` (`-field` is desc)
+    #[arg(
+        long,
+        value_name = "FIELDS",
+        conflicts_with = "owners",
+        allow_hyphen_values = true
+    )]
+    pub sort: Option<String>,
+
+    /// Only rows whose x, y (and z) fields lie within R of this point: X,Y,R or X,Y,Z,R
+    #[arg(
+        long,
+        value_name = "X,Y[,Z],R",
+        conflicts_with = "owners",
+        allow_hyphen_values = true
+    )]
+    pub near: Option<String>,
 
     #[command(flatten)]
     pub conn: ConnectArgs,
@@ -905,7 +1137,7 @@ mod tests {
 
         let cli = Cli::try_parse_from(["cloudctl", "clients", "--node", "node-1"]).expect("parses");
         assert!(
-            matches!(cli.command, Command::Clients(ClientsArgs { node: Some(n) }) if n == "node-1")
+            matches!(cli.command, Command::Clients(ClientsArgs { node: Some(n), session: false }) if n == "node-1")
         );
         assert!(Cli::try_parse_from(["cloudctl", "completions", "bash"]).is_ok());
         assert!(Cli::try_parse_from(["cloudctl", "completions", "tcsh"]).is_err());

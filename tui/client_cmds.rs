@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use cloudmesh::client::{Client, ClientError, ClientOptions};
-use cloudmesh::proto::{GetPage, GetQuery, KeySpec, DEFAULT_PORT};
+use cloudmesh::proto::{GetPage, GetQuery, KeySpec, Point, QueryPage, DEFAULT_PORT};
+use cloudmesh::query::{Filter, Query};
 use cloudmesh::transport::Trust;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -200,22 +201,106 @@ fn read_data(args: &PostArgs) -> anyhow::Result<Bytes> {
     }
 }
 
+/// Reads a resume file: the client id and token, hex, on one line.
+fn read_resume_file(path: &std::path::Path) -> Option<(cloudmesh::proto::ClientId, Bytes)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (id, token) = text.trim().split_once(' ')?;
+    Some((id.parse().ok()?, Bytes::from(hex::decode(token).ok()?)))
+}
+
+/// Writes the client's current resume token to `path` (mode 0600: it takes the session).
+fn write_resume_file(path: &std::path::Path, client: &Client) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some((id, token)) = client.resume_token() else {
+        return Ok(());
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    writeln!(f, "{id} {}", hex::encode(&token))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Prints the session's heal events (lost, resumed, restored) as they come, and keeps the
+/// resume file current.
+fn report_session_events(client: &Client, json: bool, resume_file: Option<std::path::PathBuf>) {
+    let mut events = client.session_events();
+    let mut moves = client.migrations();
+    let c = client.clone();
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                e = events.recv() => match e {
+                    Ok(e) => Some(e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                },
+                m = moves.recv() => match m {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(_) => return,
+                },
+            };
+            if let Some(e) = &event {
+                let (j, human) = output::session_event(e, c.id());
+                let _ = if json {
+                    output::json_line(&j)
+                } else {
+                    eprintln!("cloudctl: {human}");
+                    Ok(())
+                };
+            }
+            if let Some(path) = &resume_file {
+                if let Err(e) = write_resume_file(path, &c) {
+                    eprintln!("cloudctl: {e:#}");
+                }
+            }
+        }
+    });
+}
+
 /// `cloudctl post`.
 pub async fn post(args: PostArgs, json: bool) -> anyhow::Result<()> {
     let data = read_data(&args)?;
     let mut stop = Stop::new()?;
-    let client = connect(&args.conn).await?;
+    let kept = args.resume_file.as_deref().and_then(read_resume_file);
+    let client = match kept {
+        Some((id, token)) => {
+            let (addr, opts) = client_options(&args.conn).await?;
+            match Client::resume(addr, id, token, opts).await {
+                Ok(c) => {
+                    eprintln!("cloudctl: resumed the session of client {id}");
+                    c
+                }
+                Err(e) => {
+                    eprintln!("cloudctl: could not resume client {id} ({e}); starting anew");
+                    connect(&args.conn).await?
+                }
+            }
+        }
+        None => connect(&args.conn).await?,
+    };
+    if let Some(path) = &args.resume_file {
+        write_resume_file(path, &client)?;
+    }
+    report_session_events(&client, json, args.resume_file.clone());
     let version = client
         .post(args.key.clone(), data)
         .await
         .map_err(|e| anyhow!("cannot post {}: {e}", args.key))?;
     let note = match args.hold {
         Some(d) => format!(
-            "holding the row for {} (a row lives only while its client is connected)",
+            "holding the row for {} (a row lives while its client's session does)",
             humantime::format_duration(d)
         ),
-        None => "holding the row until Ctrl-C (a row lives only while its client is connected)"
-            .to_owned(),
+        None => {
+            "holding the row until Ctrl-C (a row lives while its client's session does)".to_owned()
+        }
     };
     if json {
         output::json_line(&output::PostedJson {
@@ -251,6 +336,10 @@ pub async fn post(args: PostArgs, json: bool) -> anyhow::Result<()> {
         bail!("the row is gone because the connection ended: {why}");
     }
     client.close().await;
+    if let Some(path) = &args.resume_file {
+        // Closed on purpose: the session is gone, the token with it.
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 
@@ -279,20 +368,132 @@ async fn get_limited(
     }
 }
 
+/// `--near X,Y,R` or `X,Y,Z,R`.
+fn parse_near(text: &str) -> Result<Filter, UsageError> {
+    let bad = || UsageError(format!("--near {text:?} is not X,Y,R or X,Y,Z,R (numbers)"));
+    let nums: Vec<f64> = text
+        .split(',')
+        .map(|s| s.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    match nums.as_slice() {
+        [x, y, r] => Ok(Filter::Near(
+            Point {
+                x: *x,
+                y: *y,
+                z: None,
+            },
+            *r,
+        )),
+        [x, y, z, r] => Ok(Filter::Near(
+            Point {
+                x: *x,
+                y: *y,
+                z: Some(*z),
+            },
+            *r,
+        )),
+        _ => Err(bad()),
+    }
+}
+
+/// The query `--where`, `--sort` and `--near` ask for; `None` when none is given (and not
+/// `always`).
+fn cli_query(
+    keys: &[KeySpec],
+    filter: Option<&str>,
+    sort: Option<&str>,
+    near: Option<&str>,
+    always: bool,
+) -> Result<Option<Query>, UsageError> {
+    if filter.is_none() && sort.is_none() && near.is_none() && !always {
+        return Ok(None);
+    }
+    let usage = |flag: &str, e: cloudmesh::query::QueryError| UsageError(format!("{flag}: {e}"));
+    let mut q = Query::on(keys.iter().cloned());
+    if let Some(text) = filter {
+        q = q.where_text(text).map_err(|e| usage("--where", e))?;
+    }
+    if let Some(text) = sort {
+        q = q.sort_text(text).map_err(|e| usage("--sort", e))?;
+    }
+    if let Some(text) = near {
+        q = q.filter(parse_near(text)?);
+    }
+    q.build().map_err(|e| usage("the query", e))?;
+    Ok(Some(q))
+}
+
+/// Up to `max` matches of a query (all with `None`), page by page.
+async fn query_limited(
+    client: &Client,
+    query: Query,
+    max: Option<u32>,
+) -> Result<QueryPage, ClientError> {
+    let mut all = QueryPage::default();
+    let mut start = None;
+    loop {
+        let have = u32::try_from(all.rows.len()).unwrap_or(u32::MAX);
+        let limit = max.map_or(0, |m| m.saturating_sub(have));
+        let wire = query.clone().limit(limit).start(start).build()?;
+        let page = client.query_page(wire).await?;
+        all.rows.extend(page.rows);
+        for n in page.incomplete {
+            if !all.incomplete.contains(&n) {
+                all.incomplete.push(n);
+            }
+        }
+        if let Some(m) = max {
+            all.rows.truncate(m as usize);
+        }
+        match page.next {
+            Some(cursor) if max.is_none_or(|m| all.rows.len() < m as usize) => start = Some(cursor),
+            _ => return Ok(all),
+        }
+    }
+}
+
 /// `cloudctl get`.
 pub async fn get(args: GetArgs, json: bool) -> anyhow::Result<()> {
+    let query = cli_query(
+        &args.keys,
+        args.filter.as_deref(),
+        args.sort.as_deref(),
+        args.near.as_deref(),
+        false,
+    )?;
     let client = connect(&args.conn).await?;
+    let page = match query {
+        Some(q) => query_limited(&client, q, args.limit)
+            .await
+            .map(|p| GetPage {
+                rows: p.rows,
+                next: None,
+                incomplete: p.incomplete,
+            })
+            .map_err(|e| anyhow!("cannot query {}: {e}", spec_list(&args.keys)))?,
+        None => get_rows(&client, &args).await?,
+    };
+    client.close().await;
+    print_page(&page, json)
+}
+
+/// A plain get (no query), up to `--limit` rows.
+async fn get_rows(client: &Client, args: &GetArgs) -> anyhow::Result<GetPage> {
     let query = GetQuery {
         keys: args.keys.clone(),
         owners: owners(&args.owners),
         ..GetQuery::default()
     };
-    let page = match args.limit {
-        Some(max) => get_limited(&client, query, max).await,
+    match args.limit {
+        Some(max) => get_limited(client, query, max).await,
         None => client.get_all(query).await,
     }
-    .map_err(|e| anyhow!("cannot get {}: {e}", spec_list(&args.keys)))?;
-    client.close().await;
+    .map_err(|e| anyhow!("cannot get {}: {e}", spec_list(&args.keys)))
+}
+
+/// Prints a get's (or a query's) rows, and the nodes whose rows are missing.
+fn print_page(page: &GetPage, json: bool) -> anyhow::Result<()> {
     for node in &page.incomplete {
         eprintln!(
             "cloudctl: node {node} did not answer in time; its rows are missing (incomplete)"
@@ -315,8 +516,69 @@ pub async fn get(args: GetArgs, json: bool) -> anyhow::Result<()> {
     write().context("cannot write to stdout")
 }
 
+/// `cloudctl watch --where/--sort/--near/--limit`: a live query.
+async fn watch_query(args: WatchArgs, query: Query, json: bool) -> anyhow::Result<()> {
+    let mut stop = Stop::new()?;
+    let client = connect(&args.conn).await?;
+    let specs = spec_list(&args.keys);
+    let query = query.limit(args.limit.unwrap_or(0));
+    let (rows, mut live) = client
+        .watch_query(&query)
+        .await
+        .map_err(|e| anyhow!("cannot watch {specs}: {e}"))?;
+    let print = |kind: &str, row: &cloudmesh::proto::Row, reason: Option<&'static str>| {
+        if json {
+            output::json_line(&output::query_event_json(kind, row, reason))
+        } else {
+            let mut line = output::event_human(kind, row, None);
+            if let Some(r) = reason {
+                line.push_str(&format!("  ({r})"));
+            }
+            output::line(&line)
+        }
+        .context("cannot write to stdout")
+    };
+    for row in &rows {
+        print("snapshot", row, None)?;
+    }
+    let until = match args.count {
+        Some(n) => format!("for {n} change(s)"),
+        None => "until Ctrl-C".to_owned(),
+    };
+    eprintln!(
+        "cloudctl: watching {specs} with a query: {} row(s) match; waiting {until}",
+        live.len()
+    );
+    let mut seen = 0u64;
+    while args.count.is_none_or(|n| seen < n) {
+        tokio::select! {
+            event = live.next() => match event {
+                Some(event) => {
+                    let (kind, row, reason) = output::query_event_parts(&event);
+                    print(kind, row, reason)?;
+                    seen += 1;
+                }
+                None => bail!("watch ended: {}", client.closed().await),
+            },
+            _ = stop.wait() => break,
+        }
+    }
+    drop(live);
+    client.close().await;
+    Ok(())
+}
+
 /// `cloudctl watch`.
 pub async fn watch(args: WatchArgs, json: bool) -> anyhow::Result<()> {
+    if let Some(query) = cli_query(
+        &args.keys,
+        args.filter.as_deref(),
+        args.sort.as_deref(),
+        args.near.as_deref(),
+        args.limit.is_some(),
+    )? {
+        return watch_query(args, query, json).await;
+    }
     let mut stop = Stop::new()?;
     let client = connect(&args.conn).await?;
     let specs = spec_list(&args.keys);
@@ -335,6 +597,7 @@ pub async fn watch(args: WatchArgs, json: bool) -> anyhow::Result<()> {
     for row in &rows {
         print("snapshot", row, None)?;
     }
+    report_session_events(&client, json, None);
     let until = match args.count {
         Some(n) => format!("for {n} change(s)"),
         None => "until Ctrl-C".to_owned(),

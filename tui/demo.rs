@@ -13,13 +13,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
+use cloudmesh::local_mesh::{LocalMesh, MeshOptions, NodeExit, STOP_GRACE};
 use cloudmesh::placement::ZoneConfig;
 use cloudmesh::sim::{Crowd, CrowdConfig, Seed};
 
 use crate::cli::DemoArgs;
-use crate::local_mesh::{
-    find_cloudd, is_executable, say, warn, LocalMesh, MeshOptions, Signals, STOP_GRACE,
-};
+use crate::local_mesh::{self, find_cloudd, is_executable};
+use crate::progress::{say, warn, ProgressLines};
+use crate::signals::Signals;
+
+/// The mesh's progress lines: `demo: …` on stdout.
+const LINES: ProgressLines = ProgressLines::stdout("demo");
 
 /// The zone grid the nodes use and the players walk: 8×8 cells of 100 units.
 fn zones() -> ZoneConfig {
@@ -60,7 +64,8 @@ async fn attend(mesh: &mut DemoMesh, args: &DemoArgs, signals: &mut Signals) -> 
         // The console quits on `q`, Ctrl-C, SIGTERM and SIGHUP by itself, restoring the
         // terminal; then the demo stops everything it started. Nothing else may print while
         // it owns the screen.
-        return crate::console::run(mesh.admin_socket(0).to_owned()).await;
+        let socket = mesh.admin_socket(0).context("the demo started no node")?;
+        return crate::console::run(socket.to_owned()).await;
     }
     say("demo: Ctrl-C stops the demo");
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -72,8 +77,8 @@ async fn attend(mesh: &mut DemoMesh, args: &DemoArgs, signals: &mut Signals) -> 
             }
             _ = tick.tick() => {
                 // A node may be killed on purpose (to watch the mesh cope): say so, go on.
-                for msg in mesh.reap_exited() {
-                    warn(format!("cloudctl demo: {msg}"));
+                for exit in mesh.reap_exited() {
+                    warn(format!("cloudctl demo: {exit}"));
                 }
             }
         }
@@ -116,13 +121,12 @@ impl DemoMesh {
             z.cell_size, z.width, z.height, z.margin
         );
         let opts = MeshOptions {
-            label: "demo",
+            label: "demo".to_owned(),
             nodes: args.nodes,
             base_port: args.base_port,
             keep: args.keep,
             node_log: args.node_log.clone(),
             config,
-            to_stderr: false,
         };
         Ok(DemoMesh {
             crowd: None,
@@ -134,7 +138,7 @@ impl DemoMesh {
     /// Prints the `demo: ...` lines as it goes. On an error, what started is still owned by
     /// `self`: call [`DemoMesh::stop`].
     pub async fn bring_up(&mut self, args: &DemoArgs) -> anyhow::Result<()> {
-        self.mesh.bring_up().await?;
+        local_mesh::bring_up(&mut self.mesh, LINES).await?;
         let nodes = self.mesh.nodes();
         let log = self.mesh.dir().join("players.log");
         log_players_to(&log)?;
@@ -169,12 +173,12 @@ impl DemoMesh {
             nodes.len(),
             args.players
         ));
-        let ctl = format!(
-            "{} --socket {}",
-            ctl_command(),
-            self.mesh.admin_socket(0).display()
-        );
-        let other = nodes.get(1).unwrap_or(&nodes[0]).name.clone();
+        let Some(first) = nodes.first() else {
+            anyhow::bail!("the demo started no node");
+        };
+        let ctl = format!("{} --socket {}", ctl_command(), first.socket.display());
+        // The example drains a node other than the one the socket belongs to, if any.
+        let other = nodes.get(1).unwrap_or(first).name.clone();
         say("  operate it from another terminal (any node's socket answers for the mesh):");
         for verb in [
             "nodes",
@@ -191,16 +195,13 @@ impl DemoMesh {
         Ok(())
     }
 
-    /// The admin socket of node `i` (0 is node-1).
-    ///
-    /// # Panics
-    /// If there is no such node.
-    pub fn admin_socket(&self, i: usize) -> &Path {
+    /// The admin socket of node `i` (0 is node-1), once it was started.
+    pub fn admin_socket(&self, i: usize) -> Option<&Path> {
         self.mesh.admin_socket(i)
     }
 
-    /// One message per node that exited since last asked, with its last lines.
-    pub fn reap_exited(&mut self) -> Vec<String> {
+    /// The nodes that exited on their own since last asked (each reported once).
+    pub fn reap_exited(&mut self) -> Vec<NodeExit> {
         self.mesh.reap_exited()
     }
 
@@ -217,7 +218,7 @@ impl DemoMesh {
                 c.steps, c.migrations, c.reconnects, c.errors
             ));
         }
-        self.mesh.stop().await;
+        local_mesh::stop(self.mesh, LINES).await;
     }
 }
 

@@ -8,6 +8,8 @@ mod console;
 mod demo;
 mod local_mesh;
 mod output;
+mod progress;
+mod signals;
 mod tables;
 
 use std::process::ExitCode;
@@ -20,6 +22,13 @@ use cli::{Cli, Command, UsageError};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let admin = admin_cmds::Socket {
+        path: cli.socket.clone(),
+        timeout: cli
+            .timeout
+            .map(Into::into)
+            .filter(|t: &std::time::Duration| !t.is_zero()),
+    };
     let result = match cli.command {
         Command::Post(args) => client_cmds::post(args, cli.json).await,
         Command::Get(args) => client_cmds::get(args, cli.json).await,
@@ -34,17 +43,20 @@ async fn main() -> ExitCode {
                 B::Drain(args) => bench_cmd::drain(args, socket, json).await,
                 B::Idle(args) => bench_cmd::idle(args, socket, json).await,
                 B::Failover(args) => bench_cmd::failover(args, json).await,
+                B::Blip(args) => bench_cmd::blip(args, json).await,
+                B::Mesh(args) => bench_cmd::mesh(args, json).await,
+                B::Query(args) => bench_cmd::query(args, socket, json).await,
             }
         }
-        Command::Status => admin_cmds::status(&cli.socket, cli.json).await,
-        Command::Nodes => admin_cmds::nodes(&cli.socket, cli.json).await,
-        Command::Clients(args) => admin_cmds::clients(args, &cli.socket, cli.json).await,
-        Command::Keys(args) => admin_cmds::keys(args, &cli.socket, cli.json).await,
-        Command::Drain(args) => admin_cmds::drain(args, &cli.socket, cli.json).await,
-        Command::Undrain(args) => admin_cmds::undrain(args, &cli.socket, cli.json).await,
-        Command::Migrate(args) => admin_cmds::migrate(args, &cli.socket, cli.json).await,
-        Command::Rebalance => admin_cmds::rebalance(&cli.socket, cli.json).await,
-        Command::Place(args) => admin_cmds::place(args, &cli.socket, cli.json).await,
+        Command::Status => admin_cmds::status(&admin, cli.json).await,
+        Command::Nodes => admin_cmds::nodes(&admin, cli.json).await,
+        Command::Clients(args) => admin_cmds::clients(args, &admin, cli.json).await,
+        Command::Keys(args) => admin_cmds::keys(args, &admin, cli.json).await,
+        Command::Drain(args) => admin_cmds::drain(args, &admin, cli.json).await,
+        Command::Undrain(args) => admin_cmds::undrain(args, &admin, cli.json).await,
+        Command::Migrate(args) => admin_cmds::migrate(args, &admin, cli.json).await,
+        Command::Rebalance => admin_cmds::rebalance(&admin, cli.json).await,
+        Command::Place(args) => admin_cmds::place(args, &admin, cli.json).await,
         Command::Completions(args) => admin_cmds::completions(args),
         Command::Demo(args) => demo::run(args).await,
         Command::Tui => console::run(cli.socket).await,

@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use cloudmesh::client::Event;
+use cloudmesh::client::{Event, LeftReason, QueryEvent};
 use cloudmesh::proto::{DeleteReason, Row};
 use serde::Serialize;
 
@@ -76,12 +76,74 @@ pub struct PostedJson<'a> {
     pub node: &'a str,
 }
 
+/// What `post` and `watch` print when the connection is lost and healed (`event` is
+/// `suspended`, `resumed` or `restored`).
+#[derive(Debug, Serialize)]
+pub struct SessionJson {
+    /// `suspended`, `resumed` or `restored`.
+    pub event: &'static str,
+    /// The client id the session has now (a restore gives a new one).
+    pub client: String,
+    /// The node the session is on now (`suspended`: the node it lost).
+    pub node: String,
+    /// Why the connection was lost (`suspended`), or the client id before (`restored`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The JSON line and the human line for a session event.
+pub fn session_event(
+    e: &cloudmesh::client::SessionEvent,
+    client: cloudmesh::proto::ClientId,
+) -> (SessionJson, String) {
+    use cloudmesh::client::SessionEvent as S;
+    match e {
+        S::Suspended { node, reason } => (
+            SessionJson {
+                event: "suspended",
+                client: client.to_string(),
+                node: node.to_string(),
+                detail: Some(reason.clone()),
+            },
+            format!("connection lost ({reason}); resuming the session"),
+        ),
+        S::Resumed { to, .. } => (
+            SessionJson {
+                event: "resumed",
+                client: client.to_string(),
+                node: to.to_string(),
+                detail: None,
+            },
+            format!("session resumed as client {client} on node {to}"),
+        ),
+        S::Restored {
+            old_client,
+            new_client,
+            to,
+            rows,
+        } => (
+            SessionJson {
+                event: "restored",
+                client: new_client.to_string(),
+                node: to.to_string(),
+                detail: Some(old_client.to_string()),
+            },
+            format!(
+                "session could not be resumed; restored as client {new_client} on node {to} \
+                 ({rows} row(s) posted again)"
+            ),
+        ),
+    }
+}
+
 /// The wire name of a deletion reason.
 pub fn reason_name(reason: DeleteReason) -> &'static str {
     match reason {
         DeleteReason::Released => "released",
         DeleteReason::Disconnected => "disconnected",
         DeleteReason::NodeLost => "node_lost",
+        DeleteReason::NodeLeft => "node_left",
+        DeleteReason::Expired => "expired",
     }
 }
 
@@ -92,6 +154,36 @@ pub fn event_json<'a>(kind: &'a str, row: &'a Row, reason: Option<DeleteReason>)
         event: Some(kind),
         reason: reason.map(reason_name),
         ..row_json(row)
+    }
+}
+
+/// A live query's change for `watch --where --json`: `entered`, `updated` or `left`, and
+/// for `left` why (`no_longer_matches`, or the deletion's reason).
+pub fn query_event_json<'a>(
+    kind: &'a str,
+    row: &'a Row,
+    reason: Option<&'static str>,
+) -> RowJson<'a> {
+    RowJson {
+        event: Some(kind),
+        reason,
+        ..row_json(row)
+    }
+}
+
+/// The name, row and reason (for `left`) of a live query's change.
+pub fn query_event_parts(event: &QueryEvent) -> (&'static str, &Row, Option<&'static str>) {
+    match event {
+        QueryEvent::Entered(row) => ("entered", row, None),
+        QueryEvent::Updated(row) => ("updated", row, None),
+        QueryEvent::Left { row, reason } => (
+            "left",
+            row,
+            Some(match reason {
+                LeftReason::NoLongerMatches => "no_longer_matches",
+                LeftReason::Deleted(r) => reason_name(*r),
+            }),
+        ),
     }
 }
 

@@ -204,7 +204,14 @@ pub fn clients_table(clients: &[ClientInfo], now_ms: u64) -> Vec<String> {
         t.push(vec![
             c.id.clone(),
             c.node.clone(),
-            c.address.clone(),
+            match c.suspended_until_ms {
+                // Lost its connection; its session is kept until then.
+                Some(until) => format!(
+                    "suspended ({} left)",
+                    format_age(until.saturating_sub(now_ms))
+                ),
+                None => c.address.clone(),
+            },
             format!("{:.1}", c.rtt_ms),
             c.zone
                 .map_or_else(|| "-".to_owned(), |(x, y)| format!("{x},{y}")),
@@ -368,6 +375,10 @@ mod tests {
             position: None,
             rows,
             connected_at_ms: at,
+            suspended_until_ms: None,
+            session_bytes: 0,
+            session: None,
+            session_encoding: None,
         };
         let now = 1_000_000;
         let t = clients_table(

@@ -1,6 +1,7 @@
 //! The asking side of the admin socket, for `cloudctl` and the console.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::net::UnixStream;
 
@@ -31,13 +32,29 @@ pub enum AdminClientError {
     /// A frame could not be read or written.
     #[error("admin connection: {0}")]
     Frame(#[from] FrameError),
+    /// The daemon did not answer in time (connected, but no frame came).
+    #[error("the daemon at the admin socket {} did not answer within {}; it may be overloaded or stuck (see its log), or give it longer with --timeout", path.display(), humantime::format_duration(*after))]
+    Timeout {
+        /// The path asked.
+        path: PathBuf,
+        /// How long it waited.
+        after: Duration,
+    },
 }
+
+/// How long [`AdminClient`] waits for the next frame unless told otherwise: every
+/// one-answer command is answered well within it (a forwarded migration, the slowest, waits
+/// at most the node's migration timeout plus a few seconds), and a drain sends progress
+/// more often than that.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection to one node's admin socket.
 #[derive(Debug)]
 pub struct AdminClient {
     stream: UnixStream,
     path: PathBuf,
+    /// Longest wait for the next frame; `None` waits as long as it takes (a `watch`).
+    timeout: Option<Duration>,
 }
 
 impl AdminClient {
@@ -47,6 +64,7 @@ impl AdminClient {
             Ok(stream) => Ok(AdminClient {
                 stream,
                 path: path.to_owned(),
+                timeout: Some(DEFAULT_TIMEOUT),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 Err(AdminClientError::PermissionDenied {
@@ -58,6 +76,11 @@ impl AdminClient {
                 source,
             }),
         }
+    }
+
+    /// Sets the longest wait for the next frame (`None`: no limit, for `watch` streams).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
     }
 
     /// The socket path this client talks to.
@@ -78,10 +101,17 @@ impl AdminClient {
 
     /// The next response frame.
     pub async fn next(&mut self) -> Result<Response, AdminClientError> {
-        match frame::read::<Response, _>(&mut self.stream, MAX_RESPONSE_BYTES).await? {
-            Some(r) => Ok(r),
-            None => Err(AdminClientError::Closed),
-        }
+        let read = frame::read::<Response, _>(&mut self.stream, MAX_RESPONSE_BYTES);
+        let frame = match self.timeout {
+            None => read.await?,
+            Some(after) => tokio::time::timeout(after, read).await.map_err(|_| {
+                AdminClientError::Timeout {
+                    path: self.path.clone(),
+                    after,
+                }
+            })??,
+        };
+        frame.ok_or(AdminClientError::Closed)
     }
 
     /// Sends a command and returns its final answer (skipping intermediate frames).

@@ -1,5 +1,6 @@
 //! Admin frames: a 4-byte big-endian length, then that many bytes of JSON. The length is
-//! checked against the reader's limit before anything is allocated (check, then parse).
+//! checked against the reader's limit before anything is allocated (check, then parse), and
+//! the body's buffer grows only with the bytes that actually arrive.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -32,11 +33,18 @@ pub async fn read_raw<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    // Read the prefix by hand: the end of the stream is clean only before its first byte,
+    // and `read_exact` cannot tell that from an end after one to three bytes of it.
     let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let mut got = 0;
+    while got < len.len() {
+        match r.read(&mut len[got..]).await {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let size = u32::from_be_bytes(len) as usize;
     if size > max {
@@ -45,14 +53,13 @@ pub async fn read_raw<R: AsyncRead + Unpin>(
             max: max as u64,
         });
     }
-    let mut body = vec![0u8; size];
-    r.read_exact(&mut body).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            FrameError::Truncated
-        } else {
-            FrameError::Io(e)
-        }
-    })?;
+    // The body grows with what arrives (doubling from 8 KiB), never to the claimed size up
+    // front: a prefix alone must not cost what it claims, up to 16 MiB for an answer.
+    let mut body = Vec::with_capacity(size.min(8 * 1024));
+    let got = (&mut *r).take(size as u64).read_to_end(&mut body).await?;
+    if got < size {
+        return Err(FrameError::Truncated);
+    }
     Ok(Some(body))
 }
 
@@ -135,6 +142,14 @@ mod tests {
             read_raw(&mut r, 100).await,
             Err(FrameError::Truncated)
         ));
+        // An end inside the length prefix is inside a frame too, not a clean end.
+        for cut in 1..4 {
+            let mut r = &[0u8, 0, 0, 2][..cut];
+            assert!(
+                matches!(read_raw(&mut r, 100).await, Err(FrameError::Truncated)),
+                "{cut} bytes of prefix"
+            );
+        }
         let bytes = [0u8, 0, 0, 3, b'{', b'x', b'}'];
         let mut r = &bytes[..];
         let e = read::<serde_json::Value, _>(&mut r, 100)

@@ -1,9 +1,9 @@
-//! Operator control of a live mesh (§7): the admin protocol, the Unix socket every `cloudd`
+//! Operator control of a live mesh: the admin protocol, the Unix socket every `cloudd`
 //! serves it on, and the client `cloudctl` and the console use.
 //!
 //! `protocol` and `frame` depend on nothing else in the crate; `server` executes commands
-//! through [`crate::node::AdminHandle`], which forwards those aimed at other nodes over the
-//! authenticated mesh.
+//! through a [`server::CommandRunner`] (the node's `AdminHandle`, which forwards those aimed
+//! at other nodes over the authenticated mesh), so it names no layer above it.
 
 pub mod client;
 pub mod frame;
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use client::{AdminClient, AdminClientError};
 pub use protocol::*;
-pub use server::{AdminSocket, AdminSocketError};
+pub use server::{AdminSocket, AdminSocketError, CommandRunner};
 
 /// Where `cloudd` serves and `cloudctl` looks by default: `$XDG_RUNTIME_DIR/cloudd/admin.sock`
 /// when that variable is set (a per-user, private directory), else `/run/cloudd/admin.sock`

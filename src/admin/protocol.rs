@@ -1,4 +1,4 @@
-//! The admin protocol's messages (§7): what `cloudctl` (and the console) ask a node over its
+//! The admin protocol's messages: what `cloudctl` (and the console) ask a node over its
 //! Unix socket, and what it answers. JSON, so scripts and humans can read it, and versioned:
 //! every request names [`ADMIN_PROTOCOL_VERSION`], and a node refuses a version it does not
 //! speak with [`AdminError::UnsupportedVersion`] instead of guessing.
@@ -50,11 +50,15 @@ pub enum Command {
     Status,
     /// Every member of the mesh with its state and load.
     Nodes,
-    /// Connected clients: of one node, or of every node.
+    /// Clients, connected and suspended (lost their connection, session kept for them to
+    /// resume): of one node, or of every node.
     Clients {
         /// A node name; `None` for the whole mesh.
         #[serde(default)]
         node: Option<String>,
+        /// Also show each client's session blob (it may hold what a game keeps private).
+        #[serde(default)]
+        session: bool,
     },
     /// Primary keys with row counts (no `primary`), or the rows under one key.
     Keys {
@@ -65,7 +69,7 @@ pub enum Command {
         #[serde(default)]
         secondary: Option<u32>,
     },
-    /// Drains a node: it takes no new clients and moves its clients away (§6.2).
+    /// Drains a node: it takes no new clients and moves its clients away.
     Drain {
         /// The node's name.
         node: String,
@@ -78,16 +82,16 @@ pub enum Command {
         /// The node's name.
         node: String,
     },
-    /// Moves one client to another node, make-before-break (§6.1).
+    /// Moves one client to another node, make-before-break.
     Migrate {
         /// The client id (hex, as `clients` lists it).
         client: String,
         /// The target node's name.
         to: String,
     },
-    /// Runs one rebalance round now (§6.3).
+    /// Runs one rebalance round now.
     Rebalance,
-    /// Where a new client would be placed, with every candidate's score (§5).
+    /// Where a new client would be placed, with every candidate's score.
     Place {
         /// The client's world position, if it has one.
         #[serde(default)]
@@ -330,6 +334,19 @@ pub struct ClientInfo {
     pub rows: usize,
     /// When it connected to this node (after a migration: when it arrived), ms since epoch.
     pub connected_at_ms: u64,
+    /// Set while its connection is lost and its session kept: when the session expires
+    /// (its rows are deleted), ms since epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_until_ms: Option<u64>,
+    /// Size of its session blob, bytes.
+    #[serde(default)]
+    pub session_bytes: usize,
+    /// Its session blob as text or hex (see `session_encoding`), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// `utf8` or `hex`, with `session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_encoding: Option<String>,
 }
 
 /// A primary key and how many rows it holds.
@@ -472,6 +489,13 @@ pub enum Event {
         /// Its rows local subscribers had seen (now deleted as `NodeLost`).
         rows: usize,
     },
+    /// A node left the mesh on purpose (it was stopped).
+    NodeLeft {
+        /// The node.
+        node: String,
+        /// Its rows local subscribers had seen (now deleted as `NodeLeft`).
+        rows: usize,
+    },
     /// A node's state changed.
     StateChanged {
         /// The node.
@@ -514,7 +538,7 @@ pub enum Event {
     RowDeleted {
         /// The row as it was.
         row: RowInfo,
-        /// Released, Disconnected or NodeLost.
+        /// Released, Disconnected, NodeLost or NodeLeft.
         reason: String,
     },
     /// The watcher fell behind and missed events; a fresh `Snapshot` follows.

@@ -1,27 +1,46 @@
-//! The serving side of the admin socket (§7): a Unix socket only the daemon's user can use
+//! The serving side of the admin socket: a Unix socket only the daemon's user can use
 //! (mode 0600, in a 0700 directory when cloudd creates it), guarded by a lock file so a
 //! stale socket left by a killed daemon is replaced, while a second daemon on the same path
 //! is refused.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::frame::{self, FrameError};
 use super::protocol::{
     AdminError, AdminRequest, Command, Response, ADMIN_PROTOCOL_VERSION, MAX_REQUEST_BYTES,
     MAX_RESPONSE_BYTES,
 };
-use crate::node::AdminHandle;
 
-/// Admin connections served at once; more wait for a slot (a local flood cannot exhaust
-/// the daemon's tasks or file descriptors).
-const MAX_CONNECTIONS: usize = 64;
+/// What runs the commands the socket receives: the node (`cloudmesh::node::AdminHandle`), or
+/// anything else that answers them (a test double). Defined here so the socket depends on
+/// no layer above it.
+pub trait CommandRunner: Clone + Send + Sync + 'static {
+    /// Runs `command`. Its response frames arrive on the receiver; the last one is final
+    /// ([`Response::is_final`]), except for `watch`, which streams until the receiver is
+    /// dropped. Dropping the receiver early stops waiting, never the operation.
+    fn execute(&self, command: Command) -> mpsc::Receiver<Response>;
+}
+
+/// Admin connections served at once, so a local flood cannot exhaust the daemon's tasks
+/// or file descriptors.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A connection that sends no request for this long is closed (one running a command or
+/// a `watch` is not idle).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a newcomer waits for an evicted connection to free its slot.
+const EVICT_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the admin socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -129,17 +148,16 @@ impl AdminSocket {
     }
 
     /// Serves admin connections until `shutdown` turns true.
-    pub async fn serve(self, node: AdminHandle, mut shutdown: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    ///
+    /// At most [`MAX_CONNECTIONS`] are served at once, and each is closed after
+    /// [`IDLE_TIMEOUT`] without a request. When every slot is taken, a newcomer takes the
+    /// slot of the connection idle the longest (one running a command or a `watch` is not
+    /// idle), so idle or hostile local clients cannot lock an operator out; only when all
+    /// are busy is it told to try again.
+    pub async fn serve(self, node: impl CommandRunner, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Slots::new(MAX_CONNECTIONS));
         tracing::info!(path = %self.path.display(), "admin socket serving");
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.changed() => break,
-                p = slots.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
             let stream = tokio::select! {
                 _ = shutdown.changed() => break,
                 accepted = self.listener.accept() => match accepted {
@@ -152,11 +170,122 @@ impl AdminSocket {
             };
             let node = node.clone();
             let shutdown = shutdown.clone();
+            let slots = slots.clone();
             tokio::spawn(async move {
-                serve_connection(stream, node, shutdown).await;
-                drop(permit);
+                let Some(slot) = slots.take().await else {
+                    let mut stream = stream;
+                    let busy = Response::Error(AdminError::Failed {
+                        reason: format!(
+                            "the admin socket is busy: {MAX_CONNECTIONS} connections are running commands; try again"
+                        ),
+                    });
+                    let _ = tokio::time::timeout(
+                        EVICT_WAIT,
+                        frame::write(&mut stream, &busy, MAX_RESPONSE_BYTES),
+                    )
+                    .await;
+                    return;
+                };
+                serve_connection(stream, node, shutdown, slot).await;
             });
         }
+    }
+}
+
+/// The admin connections being served, and which of them wait idle for a request.
+#[derive(Debug)]
+struct Slots {
+    /// One permit per connection served.
+    permits: Arc<Semaphore>,
+    /// Each served connection's state, by a number of its own.
+    conns: Mutex<HashMap<u64, SlotState>>,
+    /// The next connection's number.
+    next: AtomicU64,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    /// Since when it waits for a request; `None` while a command runs.
+    idle_since: Option<Instant>,
+    /// Told to close so a newcomer can have the slot.
+    evict: Arc<Notify>,
+}
+
+/// A served connection's slot; dropping it frees the slot.
+#[derive(Debug)]
+struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    evict: Arc<Notify>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slots {
+    fn new(max: usize) -> Self {
+        Slots {
+            permits: Arc::new(Semaphore::new(max)),
+            conns: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, SlotState>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for a new connection: a free one, else the one of the connection idle the
+    /// longest (which is told to close); `None` when every connection is busy.
+    async fn take(self: &Arc<Self>) -> Option<Slot> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                {
+                    // Chosen and marked under one lock, so newcomers arriving together pick
+                    // different connections.
+                    let mut conns = self.conns();
+                    let victim = conns
+                        .values_mut()
+                        .filter(|c| c.idle_since.is_some())
+                        .min_by_key(|c| c.idle_since)?;
+                    victim.idle_since = None;
+                    victim.evict.notify_one();
+                }
+                tokio::time::timeout(EVICT_WAIT, self.permits.clone().acquire_owned())
+                    .await
+                    .ok()?
+                    .ok()?
+            }
+        };
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let evict = Arc::new(Notify::new());
+        self.conns().insert(
+            id,
+            SlotState {
+                idle_since: Some(Instant::now()),
+                evict: evict.clone(),
+            },
+        );
+        Some(Slot {
+            slots: self.clone(),
+            id,
+            evict,
+            _permit: permit,
+        })
+    }
+}
+
+impl Slot {
+    /// Marks the connection idle (waiting for a request) or busy (running one).
+    fn idle(&self, idle: bool) {
+        if let Some(c) = self.slots.conns().get_mut(&self.id) {
+            c.idle_since = idle.then(Instant::now);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.conns().remove(&self.id);
     }
 }
 
@@ -177,8 +306,9 @@ type Incoming = Result<Command, (AdminError, bool)>;
 /// connection at the next answer it cannot be sent.
 async fn serve_connection(
     stream: UnixStream,
-    node: AdminHandle,
+    node: impl CommandRunner,
     mut shutdown: watch::Receiver<bool>,
+    slot: Slot,
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let (requests, mut incoming) = mpsc::channel::<Incoming>(4);
@@ -203,10 +333,20 @@ async fn serve_connection(
         }
     });
     loop {
+        slot.idle(true);
         let next = tokio::select! {
             _ = shutdown.changed() => break,
             r = incoming.recv() => r,
+            () = tokio::time::sleep(IDLE_TIMEOUT) => {
+                tracing::debug!("closing an idle admin connection");
+                break;
+            }
+            () = slot.evict.notified() => {
+                tracing::debug!("closing the longest idle admin connection for a newcomer");
+                break;
+            }
         };
+        slot.idle(false);
         let command = match next {
             None => break,
             Some(Ok(command)) => command,

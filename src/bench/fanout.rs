@@ -1,4 +1,4 @@
-//! The fan-out scenario (§9: post on node A → notification at a subscriber on node C, p99
+//! The fan-out scenario (budget: post on node A → notification at a subscriber on node C, p99
 //! < 5 ms at 10k/s): posters on some nodes at a fixed total rate, one subscriber elsewhere
 //! measuring each change's delay (post sent → notification received, one process clock).
 

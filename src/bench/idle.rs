@@ -1,4 +1,4 @@
-//! The idle scenario (§9: 10,000 idle clients on one node in < 1 GiB RSS): connects N
+//! The idle scenario (budget: 10,000 idle clients on one node in < 1 GiB RSS): connects N
 //! clients that each hold a few rows and then do nothing. Measuring the node's memory is
 //! the caller's part (it knows the process, or asks the admin socket).
 

@@ -1,6 +1,6 @@
 //! The scenarios that operate the mesh through an admin socket while clients load it:
-//! [`migration`] (§9: client-visible stall p99 < 20 ms, 0 lost, 0 duplicated
-//! notifications) and [`drain`] (§9: 1,000 clients in < 3 s).
+//! [`migration`] (budget: client-visible stall p99 < 20 ms, 0 lost, 0 duplicated
+//! notifications) and [`drain`] (budget: 1,000 clients in < 3 s).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,7 +77,7 @@ struct Watch {
     last: Option<(u32, NodeId)>,
     lost: u64,
     duplicated: u64,
-    /// The row's owner moved: the same number on a new node (§6.1 step 4: subscribers see
+    /// The row's owner moved: the same number on a new node (subscribers see
     /// the rows' `node` change, never a deletion).
     moved: u64,
 }

@@ -1,4 +1,4 @@
-//! Load generation for `cloudctl bench` (DESIGN §9): real QUIC clients driving nodes, each
+//! Load generation for `cloudctl bench`: real QUIC clients driving nodes, each
 //! scenario reporting throughput and latency percentiles. Lives in the library so the CLI
 //! and any other harness share one implementation; the CLI starts a local mesh when it is
 //! given no address, so here every scenario takes the nodes to load as [`Target`]s (and an
@@ -9,7 +9,13 @@
 //! - [`migration`]: clients moved while posting and subscribed: stall, lost, duplicated.
 //! - [`drain`]: time for a node's clients to be moved elsewhere.
 //! - [`idle`]: N clients connected and idle, for the node's memory per client.
-//! - [`failover`]: the host killed: time to a new host and to `NodeLost` everywhere.
+//! - [`failover`]: the host killed: time to a new host, to `NodeLost` everywhere, and to
+//!   every row of its clients back (their SDK restores them on a survivor).
+//! - [`blip`]: the path between clients and their node cut for longer than the idle
+//!   timeout, within the resume grace: time to the next successful call, deletions seen.
+//! - [`mesh_scale`]: N nodes started at once: time to one mesh, idle CPU and memory per
+//!   node, time to agree on a new host after the host is killed.
+//! - [`query`]: top-20 and area-of-interest query latency over many rows, live-query delivery.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,16 +25,22 @@ use serde::Serialize;
 use crate::admin::{AdminClient, AdminClientError, Command, Response};
 use crate::client::{ClientError, ClientOptions};
 
+mod blip;
 mod failover;
 mod fanout;
 mod idle;
+mod mesh;
 mod migration;
+mod query;
 mod throughput;
 
+pub use blip::{blip, BlipReport, Relay};
 pub use failover::{failover, FailoverReport, Survivor};
 pub use fanout::{fanout, FanoutOptions, FanoutReport};
 pub use idle::{idle, IdleClients};
+pub use mesh::{mesh_scale, MeshScaleOptions, MeshScaleReport};
 pub use migration::{drain, migration, DrainReport, MigrationOptions, MigrationReport};
+pub use query::{query, QueryOptions, QueryReport};
 pub use throughput::{throughput, Mix, ThroughputOptions, ThroughputReport};
 
 /// A node to load: where it is and how to trust it.
@@ -49,6 +61,9 @@ pub enum BenchError {
     /// The admin socket failed.
     #[error(transparent)]
     Admin(#[from] AdminClientError),
+    /// The local mesh a scenario starts itself could not be set up.
+    #[error(transparent)]
+    Local(#[from] crate::local_mesh::LocalMeshError),
     /// The mesh refused or did not allow what the scenario needs.
     #[error("{0}")]
     Mesh(String),

@@ -1,4 +1,4 @@
-//! The SDK's connection(s) to the mesh, and how it changes node during a migration (§6.1)
+//! The SDK's connection(s) to the mesh, and how it changes node during a migration
 //! without a call failing or a notification coming twice or out of order:
 //!
 //! - On `Migrate{T, ticket}` the SDK connects to T while the old link keeps working.
@@ -80,6 +80,13 @@ pub(crate) struct Ctx {
     pub(crate) opts: ClientOptions,
     pub(crate) state: Mutex<State>,
     pub(crate) migrations: broadcast::Sender<Migrated>,
+    /// Session events (lost, resumed, restored) for the application.
+    pub(crate) events: broadcast::Sender<super::SessionEvent>,
+    /// Request ids: one counter for the session's life, across links, so a resume can tell
+    /// which requests in flight the node had read.
+    pub(crate) next_id: std::sync::atomic::AtomicU64,
+    /// Where the client first reached the mesh (names re-resolved when it heals).
+    pub(crate) seeds: Vec<super::Seed>,
 }
 
 /// Connects to `addr` and completes the handshake; the writer task runs from here on.
@@ -97,6 +104,7 @@ pub(crate) async fn open(
         ticket: opts.ticket.clone(),
         rtts: opts.rtts.clone(),
         position: opts.position,
+        resume: opts.resume.clone(),
         ..Hello::current()
     });
     let max_frame = opts.max_frame;
@@ -384,17 +392,22 @@ fn link_ended(ctx: &Arc<Ctx>, me: usize, error: ClientError) {
         st.dead_from = from;
         return;
     }
+    if super::heal::lost(ctx, &mut st, &error) {
+        // Calls wait (new ones are parked) while the session is taken back.
+        return;
+    }
     st.closed = Some(error.clone());
     for (_, tx) in st.pending.drain() {
         let _ = tx.send(Err(error.clone()));
     }
+    st.parked.clear();
     // Dropping the senders ends every subscription stream.
     st.subs.clear();
 }
 
 /// `read_loop` behind a named `Send` future type: the read loop starts the migration
 /// follower, which starts a read loop, and that cycle needs one concrete type.
-fn boxed_read_loop(
+pub(crate) fn boxed_read_loop(
     ctx: Arc<Ctx>,
     conn: quinn::Connection,
     reader: FrameReader<quinn::RecvStream>,

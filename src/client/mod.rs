@@ -4,7 +4,9 @@
 //! [`Subscription`] streams of [`Event`]s. Depends only on `proto` and `transport`, never on
 //! node internals.
 
+mod heal;
 mod link;
+mod live;
 mod subscription;
 
 use std::collections::{HashMap, HashSet};
@@ -16,13 +18,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+pub use heal::{Seed, SessionEvent};
 pub use link::Migrated;
+pub use live::{LeftReason, LiveQuery, QueryEvent};
 pub use subscription::{Event, Subscription};
 
 use crate::proto::{
     ClientFrame, ClientId, CloseCode, CodecError, GetPage, GetQuery, Key, KeySpec, LimitsInfo,
-    NodeId, NodeRtt, Notification, Placement, Position, Reply, Request, Row, Welcome, WireError,
-    ALPN_CLIENT, DEFAULT_MAX_FRAME,
+    NodeId, NodeRtt, Notification, Placement, Position, QueryPage, Reply, Request, ResumeRequest,
+    Row, RowQuery, Welcome, WireError, ALPN_CLIENT, DEFAULT_MAX_FRAME,
 };
 use crate::transport::{self, Timing, Trust};
 use subscription::SubEntry;
@@ -58,6 +62,33 @@ pub enum ClientError {
     /// The node broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A query was refused before it was sent (syntax, bounds).
+    #[error(transparent)]
+    Query(#[from] crate::query::QueryError),
+    /// The connection was lost while this call was in flight and the session was taken
+    /// back (or re-established) elsewhere without its answer. `applied` says whether the
+    /// node had read it: `false` means it was never applied (repeat it safely), `true`
+    /// that it was applied and only its answer was lost.
+    #[error(
+        "the connection was lost during this call (applied: {applied}); the session continues"
+    )]
+    Interrupted {
+        /// Whether the node applied the request before the connection was lost.
+        applied: bool,
+    },
+}
+
+impl ClientError {
+    /// Whether repeating the call may succeed: it was interrupted by a lost connection
+    /// the session survived, or the node was briefly unavailable or rate limiting.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Interrupted { .. }
+                | ClientError::Server(WireError::RateLimited { .. })
+                | ClientError::Server(WireError::Unavailable { .. })
+        )
+    }
 }
 
 impl From<transport::TransportError> for ClientError {
@@ -97,6 +128,19 @@ pub struct ClientOptions {
     pub probe_budget: Duration,
     /// A redirect ticket to present (set by [`Client::connect_mesh`] when following one).
     pub ticket: Option<Bytes>,
+    /// Take back a suspended session instead of starting a new one: a restarted process
+    /// that kept [`Client::resume_token`] sets this (see [`Client::resume`]).
+    pub resume: Option<ResumeRequest>,
+    /// On a lost connection, take the session back on its own (same node first, then the
+    /// other nodes it knows), and when that is impossible re-establish it on another node
+    /// from what it posted. `false`: a lost connection closes the client.
+    pub heal: bool,
+    /// The longest pause between two attempts to reach a node while healing (attempts
+    /// start 100 ms apart, doubling, with jitter). Short, so a client is back soon after its
+    /// path is: an attempt is one QUIC handshake per known node.
+    pub heal_backoff_max: Duration,
+    /// How long healing keeps trying before the client closes for good.
+    pub heal_give_up: Duration,
 }
 
 impl ClientOptions {
@@ -116,6 +160,10 @@ impl ClientOptions {
             probe_rtt: false,
             probe_budget: Duration::from_millis(500),
             ticket: None,
+            resume: None,
+            heal: true,
+            heal_backoff_max: Duration::from_millis(500),
+            heal_give_up: Duration::from_secs(300),
         }
     }
 }
@@ -148,6 +196,15 @@ pub(crate) struct State {
     /// A `Migrate` instruction that came while another move was still settling: followed
     /// as soon as that one completes (the new node may move us on at once, e.g. draining).
     next_migrate: Option<link::MigrateOrder>,
+    /// Set while the connection is lost and the session being taken back.
+    pub(crate) healing: Option<heal::Healing>,
+    /// This client's rows as it last posted them (what a restore posts again elsewhere).
+    pub(crate) posted: HashMap<Key, Bytes>,
+    /// The session blob as this client last set it (or as a resume read it).
+    pub(crate) session: Option<Bytes>,
+    /// Node addresses from `cloud.nodes`, refreshed after each welcome: where healing
+    /// looks after the node it lost.
+    pub(crate) known: Vec<(SocketAddr, Option<[u8; 32]>)>,
 }
 
 /// Hashes request ids (our own counter, not input) with one multiplication instead of
@@ -181,7 +238,6 @@ pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) ctx: Arc<link::Ctx>,
-    next_id: AtomicU64,
     next_sub: AtomicU64,
     pub(crate) max_frame: usize,
 }
@@ -227,6 +283,27 @@ fn close_error(e: &quinn::ConnectionError) -> ClientError {
 impl Client {
     /// Connects to the node at `addr` and performs the version handshake.
     pub async fn connect(addr: SocketAddr, opts: ClientOptions) -> Result<Client, ClientError> {
+        Client::connect_seeded(addr, opts, vec![Seed::Addr(addr)]).await
+    }
+
+    /// Takes back a session a previous process of this application lost (it kept
+    /// [`Client::resume_token`]): same client id, same rows and subscriptions at the node,
+    /// within the node's resume grace. `addr` may be any node of the mesh.
+    pub async fn resume(
+        addr: SocketAddr,
+        client: ClientId,
+        token: Bytes,
+        mut opts: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        opts.resume = Some(ResumeRequest { client, token });
+        Client::connect(addr, opts).await
+    }
+
+    async fn connect_seeded(
+        addr: SocketAddr,
+        opts: ClientOptions,
+        seeds: Vec<Seed>,
+    ) -> Result<Client, ClientError> {
         transport::install_crypto_provider();
         let bind = if addr.is_ipv6() {
             SocketAddr::from(([0u16; 8], 0))
@@ -249,16 +326,20 @@ impl Client {
             endpoint,
             opts: ClientOptions {
                 ticket: None,
+                resume: None,
                 ..opts
             },
             state: Mutex::new(state),
             migrations: tokio::sync::broadcast::channel(16).0,
+            events: tokio::sync::broadcast::channel(64).0,
+            next_id: AtomicU64::new(1), // 0 is reserved for fire-and-forget requests
+            seeds,
         });
         tokio::spawn(link::read_loop(ctx.clone(), conn, reader));
+        heal::refresh_known(&ctx);
         Ok(Client {
             inner: Arc::new(Inner {
                 ctx,
-                next_id: AtomicU64::new(1), // 0 is reserved for fire-and-forget requests
                 next_sub: AtomicU64::new(1),
                 max_frame,
             }),
@@ -270,21 +351,24 @@ impl Client {
     /// with `probe_rtt` it measures RTTs to every node and asks; either way it follows a
     /// `Redirect` (closing the seed connection). If the chosen node cannot be reached, it
     /// stays where it is.
-    pub async fn connect_mesh(
-        seeds: &[SocketAddr],
+    ///
+    /// A seed is a socket address or a DNS name with a port (`"mesh.example.net:7946"`),
+    /// resolved now and again each time the client heals, so a name that follows the mesh
+    /// keeps working.
+    pub async fn connect_mesh<S: Into<Seed> + Clone>(
+        seeds: &[S],
         opts: ClientOptions,
     ) -> Result<Client, ClientError> {
-        use rand::seq::SliceRandom;
-        let mut order = seeds.to_vec();
-        order.shuffle(&mut rand::thread_rng());
+        let seeds: Vec<Seed> = seeds.iter().cloned().map(Into::into).collect();
+        let order = heal::resolve(&seeds).await;
         let mut last = None;
         for addr in order {
-            match Client::connect(addr, opts.clone()).await {
+            match Client::connect_seeded(addr, opts.clone(), seeds.clone()).await {
                 Ok(client) => return client.follow_placement(opts).await,
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or(ClientError::Config("no seed addresses given".into())))
+        Err(last.unwrap_or(ClientError::Config("no seed resolved to an address".into())))
     }
 
     async fn follow_placement(self, opts: ClientOptions) -> Result<Client, ClientError> {
@@ -311,7 +395,8 @@ impl Client {
             there.trust = Trust::Pin(fingerprint);
         }
         for addr in addrs {
-            if let Ok(client) = Client::connect(addr, there.clone()).await {
+            let seeds = self.inner.ctx.seeds.clone();
+            if let Ok(client) = Client::connect_seeded(addr, there.clone(), seeds).await {
                 self.close().await;
                 return Ok(client);
             }
@@ -344,13 +429,8 @@ impl Client {
             let Ok(record) = serde_json::from_slice::<serde_json::Value>(&row.data) else {
                 continue;
             };
-            let Some(node) = record["id"]
-                .as_str()
-                .and_then(|s| u128::from_str_radix(s, 16).ok())
-                .map(NodeId)
-            else {
-                continue;
-            };
+            // The row's writer is the node itself.
+            let node = row.node;
             let addrs: Vec<SocketAddr> = record["addresses"]
                 .as_array()
                 .into_iter()
@@ -425,65 +505,84 @@ impl Client {
         self.welcome().map_or(0, |w| w.version)
     }
 
-    /// Informational events when this client moves to another node (§6.1); nothing needs
+    /// Informational events when this client moves to another node; nothing needs
     /// doing, calls and subscriptions carry on.
     pub fn migrations(&self) -> tokio::sync::broadcast::Receiver<link::Migrated> {
         self.inner.ctx.migrations.subscribe()
     }
 
     async fn request(&self, op: Request) -> Result<Reply, ClientError> {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = ClientFrame::Request { id, op };
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut st = lock(&self.inner.ctx.state);
-            if let Some(e) = &st.closed {
-                return Err(e.clone());
-            }
-            link::push_request(&mut st, &frame, self.inner.max_frame).map_err(|e| match e {
-                CodecError::TooLarge { len, max } => ClientError::Server(WireError::TooLarge {
-                    what: "request".into(),
-                    size: len,
-                    max: max as u64,
-                }),
-                other => ClientError::Protocol(other.to_string()),
-            })?;
-            st.pending.insert(id, tx);
-        }
-        match rx.await {
-            Ok(result) => result,
-            Err(_) => Err(self.closed_now()),
-        }
+        request(&self.inner.ctx, op).await
     }
 
-    fn closed_now(&self) -> ClientError {
+    /// Informational events about the session's connection: lost (`Suspended`), taken
+    /// back (`Resumed`), or re-established elsewhere (`Restored`). Nothing needs doing:
+    /// calls and subscriptions carry on.
+    pub fn session_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
+        self.inner.ctx.events.subscribe()
+    }
+
+    /// The node addresses this client would look for its session at if its connection
+    /// were lost (from `cloud.nodes`, refreshed after each welcome), besides its seeds.
+    pub fn known_nodes(&self) -> Vec<SocketAddr> {
         lock(&self.inner.ctx.state)
-            .closed
-            .clone()
-            .unwrap_or(ClientError::Closed {
-                code: None,
-                reason: "connection closed".into(),
-            })
+            .known
+            .iter()
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// What a restarted process needs to take this session back ([`Client::resume`]): the
+    /// client id and its current single-use token. Changes with every welcome (connect,
+    /// resume, migration); `None` when the node keeps no sessions.
+    pub fn resume_token(&self) -> Option<(ClientId, Bytes)> {
+        let w = self.welcome()?;
+        Some((w.client_id, w.resume?.token))
+    }
+
+    /// Reads this client's session blob from its node: what it set, or what the node it
+    /// came from (a migration, a resume) handed over with the session.
+    pub async fn session(&self) -> Result<Bytes, ClientError> {
+        match self.request(Request::GetSession).await? {
+            Reply::Session { data } => Ok(data),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Creates or replaces this client's row under `key`; returns its new version.
     pub async fn post(&self, key: Key, data: impl Into<Bytes>) -> Result<u64, ClientError> {
-        match self
-            .request(Request::Post {
-                key,
-                data: data.into(),
-            })
-            .await?
-        {
-            Reply::Posted { version } => Ok(version),
+        let data = data.into();
+        let keep = self
+            .inner
+            .ctx
+            .opts
+            .heal
+            .then(|| (key.clone(), data.clone()));
+        match self.request(Request::Post { key, data }).await? {
+            Reply::Posted { version } => {
+                // What a restore posts again if the session is lost with its node.
+                if let Some((key, data)) = keep {
+                    lock(&self.inner.ctx.state).posted.insert(key, data);
+                }
+                Ok(version)
+            }
             other => Err(unexpected(other)),
         }
     }
 
     /// Deletes this client's rows under `keys`; returns how many existed.
     pub async fn release(&self, keys: Vec<Key>) -> Result<u32, ClientError> {
+        let forget = self.inner.ctx.opts.heal.then(|| keys.clone());
         match self.request(Request::Release { keys }).await? {
-            Reply::Released { count } => Ok(count),
+            Reply::Released { count } => {
+                if let Some(keys) = forget {
+                    let mut st = lock(&self.inner.ctx.state);
+                    for k in &keys {
+                        st.posted.remove(k);
+                    }
+                }
+                Ok(count)
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -497,24 +596,8 @@ impl Client {
     }
 
     /// Every matching row, following continuation cursors; `query.start` is where to begin.
-    pub async fn get_all(&self, mut query: GetQuery) -> Result<GetPage, ClientError> {
-        let mut all = GetPage::default();
-        loop {
-            let page = self.get_page(query.clone()).await?;
-            all.rows.extend(page.rows);
-            for n in page.incomplete {
-                if !all.incomplete.contains(&n) {
-                    all.incomplete.push(n);
-                }
-            }
-            match page.next {
-                Some(cursor) => {
-                    query.start = Some(cursor);
-                    query.subscribe = false;
-                }
-                None => return Ok(all),
-            }
-        }
+    pub async fn get_all(&self, query: GetQuery) -> Result<GetPage, ClientError> {
+        get_all(&self.inner.ctx, query).await
     }
 
     /// Every row under `keys` (any owner).
@@ -526,6 +609,55 @@ impl Client {
             })
             .await?
             .rows)
+    }
+
+    /// One page of a query over row contents, exactly as the node returned it: the first
+    /// matches (mesh-wide) after `query.start` in the query's order, `next` to continue,
+    /// and the nodes whose rows are missing in `incomplete`.
+    pub async fn query_page(&self, query: RowQuery) -> Result<QueryPage, ClientError> {
+        match self.request(Request::Query(query)).await? {
+            Reply::Queried(page) => Ok(page),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Builds and runs a query (see [`crate::query::Query`]); returns its first page: at
+    /// most its limit of rows, the best ones in its order.
+    pub async fn query(&self, query: &crate::query::Query) -> Result<QueryPage, ClientError> {
+        self.query_page(query.build()?).await
+    }
+
+    /// Every match of a query, following continuation cursors from `query.start`.
+    pub async fn query_all(&self, mut query: RowQuery) -> Result<QueryPage, ClientError> {
+        let mut all = QueryPage::default();
+        loop {
+            let page = self.query_page(query.clone()).await?;
+            all.rows.extend(page.rows);
+            for n in page.incomplete {
+                if !all.incomplete.contains(&n) {
+                    all.incomplete.push(n);
+                }
+            }
+            match page.next {
+                Some(cursor) => query.start = Some(cursor),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Runs a query live: returns its current result (the first `limit` rows in its order,
+    /// all with limit 0) and a stream of rows entering, changing in and leaving it. Taken
+    /// atomically like [`Client::subscribe`] (no change missed or seen twice); evaluated
+    /// here over every change under the query's keys.
+    pub async fn watch_query(
+        &self,
+        query: &crate::query::Query,
+    ) -> Result<(Vec<Row>, LiveQuery), ClientError> {
+        let wire = query.build()?;
+        let compiled = crate::query::Compiled::new(&wire)?;
+        let (rows, sub) = self.subscribe(wire.keys.clone(), None).await?;
+        let live = LiveQuery::new(sub, compiled, wire.limit, rows);
+        Ok((live.current(), live))
     }
 
     /// Reads the rows under `keys` and subscribes to their changes in one atomic step: the
@@ -568,11 +700,15 @@ impl Client {
 
     /// Replaces this client's session blob.
     pub async fn set_session(&self, data: impl Into<Bytes>) -> Result<(), ClientError> {
+        let data = data.into();
         match self
-            .request(Request::SetSession { data: data.into() })
+            .request(Request::SetSession { data: data.clone() })
             .await?
         {
-            Reply::SessionSet => Ok(()),
+            Reply::SessionSet => {
+                lock(&self.inner.ctx.state).session = Some(data);
+                Ok(())
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -602,7 +738,7 @@ impl Client {
     }
 
     /// Waits until the client's connection is closed for good and says why (a migration
-    /// to another node is not a close).
+    /// to another node, or a lost connection the SDK is healing, is not a close).
     pub async fn closed(&self) -> ClientError {
         loop {
             let conn = {
@@ -621,11 +757,13 @@ impl Client {
                     if let Some(closed) = &st.closed {
                         return closed.clone();
                     }
+                    // A migration or a heal in progress is not a close.
                     if st
                         .link
                         .as_ref()
                         .is_none_or(|l| l.conn.stable_id() == conn.stable_id())
                         && st.migrating.is_none()
+                        && st.healing.is_none()
                     {
                         return close_error(&e);
                     }
@@ -644,6 +782,63 @@ impl Client {
         }
         let _ =
             tokio::time::timeout(Duration::from_secs(1), self.inner.ctx.endpoint.wait_idle()).await;
+    }
+}
+
+/// Sends one request on the client's current path and waits for its answer.
+pub(crate) async fn request(ctx: &link::Ctx, op: Request) -> Result<Reply, ClientError> {
+    let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+    let frame = ClientFrame::Request { id, op };
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut st = lock(&ctx.state);
+        if let Some(e) = &st.closed {
+            return Err(e.clone());
+        }
+        link::push_request(&mut st, &frame, ctx.opts.max_frame).map_err(|e| match e {
+            CodecError::TooLarge { len, max } => ClientError::Server(WireError::TooLarge {
+                what: "request".into(),
+                size: len,
+                max: max as u64,
+            }),
+            other => ClientError::Protocol(other.to_string()),
+        })?;
+        st.pending.insert(id, tx);
+    }
+    match rx.await {
+        Ok(result) => result,
+        Err(_) => Err(lock(&ctx.state)
+            .closed
+            .clone()
+            .unwrap_or(ClientError::Closed {
+                code: None,
+                reason: "connection closed".into(),
+            })),
+    }
+}
+
+/// Every matching row, following continuation cursors (the subscription, if asked for,
+/// is made with the first page).
+pub(crate) async fn get_all(ctx: &link::Ctx, mut query: GetQuery) -> Result<GetPage, ClientError> {
+    let mut all = GetPage::default();
+    loop {
+        let page = match request(ctx, Request::Get(query.clone())).await? {
+            Reply::Rows(page) => page,
+            other => return Err(unexpected(other)),
+        };
+        all.rows.extend(page.rows);
+        for n in page.incomplete {
+            if !all.incomplete.contains(&n) {
+                all.incomplete.push(n);
+            }
+        }
+        match page.next {
+            Some(cursor) => {
+                query.start = Some(cursor);
+                query.subscribe = false;
+            }
+            None => return Ok(all),
+        }
     }
 }
 

@@ -106,7 +106,16 @@ impl SubEntry {
                 Event::Updated(row.clone())
             }
             Notification::Deleted { row, reason } => {
-                self.seen.insert(id, (row.version, Some(Instant::now())));
+                if matches!(reason, DeleteReason::NodeLost | DeleteReason::NodeLeft) {
+                    // Not the owner's act: the node answering stopped seeing the row's node
+                    // and gave the deletion the next version itself. The row comes back
+                    // with its own version when that node is reachable again (a healed
+                    // partition) or from the node its client moved to, and must then be
+                    // shown again, not taken for an older copy.
+                    self.seen.remove(&id);
+                } else {
+                    self.seen.insert(id, (row.version, Some(Instant::now())));
+                }
                 Event::Deleted {
                     row: row.clone(),
                     reason: *reason,
@@ -120,6 +129,69 @@ impl SubEntry {
                 .retain(|_, (_, dead)| dead.is_none_or(|t| t.elapsed() < TOMBSTONE_TTL));
         }
         let _ = self.tx.send(event);
+    }
+
+    /// The owners filter as a query takes it.
+    pub(crate) fn owner_list(&self) -> Option<Vec<ClientId>> {
+        self.owners.as_ref().map(|o| {
+            let mut v: Vec<ClientId> = o.iter().copied().collect();
+            v.sort();
+            v
+        })
+    }
+
+    /// Rows this subscription holds as live now, with their versions.
+    pub(crate) fn live_versions(&self) -> HashMap<(Key, ClientId), u64> {
+        self.seen
+            .iter()
+            .filter(|(_, (_, dead))| dead.is_none())
+            .map(|(id, (v, _))| (id.clone(), *v))
+            .collect()
+    }
+
+    /// A fresh snapshot after a lost connection: newer rows are delivered as updates
+    /// (older ones are dropped by version, as always); a row live in `before` (taken when
+    /// the snapshot was asked for), absent from the snapshot and unchanged since was
+    /// deleted while its deletion could not reach us: it is reported deleted with
+    /// `reason`, the version after the last one seen, and no data.
+    pub(crate) fn resync(
+        &mut self,
+        snapshot: &[Row],
+        before: &HashMap<(Key, ClientId), u64>,
+        lost_node: Option<crate::proto::NodeId>,
+        reason: DeleteReason,
+    ) {
+        if self.buffered.is_some() {
+            // Not activated yet: its own snapshot is still coming.
+            return;
+        }
+        let present: HashSet<(Key, ClientId)> =
+            snapshot.iter().map(|r| (r.key.clone(), r.owner)).collect();
+        for row in snapshot {
+            self.forward(&Notification::Updated(row.clone()));
+        }
+        for (id, v) in before {
+            if present.contains(id) || !self.wants_key(&id.0, id.1) {
+                continue;
+            }
+            if self.seen.get(id) != Some(&(*v, None)) {
+                continue;
+            }
+            let row = Row {
+                key: id.0.clone(),
+                owner: id.1,
+                node: lost_node.unwrap_or(crate::proto::NodeId(0)),
+                data: bytes::Bytes::new(),
+                version: v + 1,
+                updated_at_ms: 0,
+            };
+            self.forward(&Notification::Deleted { row, reason });
+        }
+    }
+
+    fn wants_key(&self, key: &Key, owner: ClientId) -> bool {
+        self.specs.iter().any(|s| s.matches(key))
+            && self.owners.as_ref().is_none_or(|o| o.contains(&owner))
     }
 
     /// The snapshot is in: drop buffered changes it already contains, deliver the rest.
@@ -196,5 +268,61 @@ impl Drop for Subscription {
         if let Ok(frame) = encode_to_bytes(&ClientFrame::Request { id: 0, op }, inner.max_frame) {
             super::link::push_frame(&mut st, frame);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::NodeId;
+    use bytes::Bytes;
+
+    fn row(version: u64) -> Row {
+        Row {
+            key: Key::new("players", 3),
+            owner: ClientId(7),
+            node: NodeId(1),
+            data: Bytes::from_static(b"p3"),
+            version,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn entry() -> (SubEntry, mpsc::UnboundedReceiver<Event>) {
+        let (mut e, rx) = SubEntry::new(vec![KeySpec::primary("players")], None);
+        e.activate(&[row(3)]);
+        (e, rx)
+    }
+
+    #[test]
+    fn a_row_deleted_because_its_node_was_lost_comes_back_with_its_own_version() {
+        for reason in [DeleteReason::NodeLost, DeleteReason::NodeLeft] {
+            let (mut e, mut rx) = entry();
+            e.offer(&Notification::Deleted {
+                row: row(4),
+                reason,
+            });
+            e.offer(&Notification::Updated(row(3)));
+            assert!(matches!(rx.try_recv(), Ok(Event::Deleted { .. })));
+            assert_eq!(
+                rx.try_recv().ok(),
+                Some(Event::Updated(row(3))),
+                "{reason:?}"
+            );
+            e.offer(&Notification::Updated(row(3)));
+            assert!(rx.try_recv().is_err(), "and only once");
+        }
+    }
+
+    #[test]
+    fn an_owners_deletion_still_hides_older_copies() {
+        let (mut e, mut rx) = entry();
+        e.offer(&Notification::Deleted {
+            row: row(4),
+            reason: DeleteReason::Released,
+        });
+        e.offer(&Notification::Updated(row(3)));
+        assert!(matches!(rx.try_recv(), Ok(Event::Deleted { .. })));
+        assert!(rx.try_recv().is_err(), "an older copy is not shown");
     }
 }

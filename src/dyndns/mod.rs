@@ -1,4 +1,4 @@
-//! Dynamic DNS for the host (DESIGN §8, seed 000's DynDNS role): the mesh host keeps the
+//! Dynamic DNS for the host : the mesh host keeps the
 //! join name pointing at its own addresses (or at every Active node's) with RFC 2136
 //! updates signed with TSIG (RFC 8945).
 //!
@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::node::{MeshEvent, Node};
+use crate::mesh::MeshEvent;
 use crate::proto::{MemberInfo, NodeId, NodeState};
 
 pub use tsig::{Algorithm, KeyError, TsigError, TsigKey};
@@ -73,7 +73,7 @@ pub enum AddressFilter {
     All,
     /// Only globally reachable IPs: no private (RFC 1918, fc00::/7), shared (100.64/10),
     /// loopback or link-local ones. For a public name over nodes that advertise an
-    /// internal address first and an external one after (DESIGN §4).
+    /// internal address first and an external one after.
     Public,
 }
 
@@ -93,20 +93,7 @@ impl AddressFilter {
         }
         match self {
             AddressFilter::All => true,
-            AddressFilter::Public => match ip {
-                IpAddr::V4(a) => {
-                    let o = a.octets();
-                    !(a.is_private()
-                        || a.is_loopback()
-                        || a.is_link_local()
-                        || a.is_broadcast()
-                        || (o[0] == 100 && (o[1] & 0xc0) == 64))
-                }
-                IpAddr::V6(a) => {
-                    let s = a.segments();
-                    !(a.is_loopback() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80)
-                }
-            },
+            AddressFilter::Public => crate::transport::is_public(ip),
         }
     }
 }
@@ -263,21 +250,6 @@ pub trait MeshView: Send + Sync + 'static {
     fn members(&self) -> Vec<MemberInfo>;
     /// Mesh events from now on.
     fn events(&self) -> broadcast::Receiver<MeshEvent>;
-}
-
-impl MeshView for Node {
-    fn id(&self) -> NodeId {
-        Node::id(self)
-    }
-    fn host(&self) -> NodeId {
-        Node::host(self)
-    }
-    fn members(&self) -> Vec<MemberInfo> {
-        Node::members(self)
-    }
-    fn events(&self) -> broadcast::Receiver<MeshEvent> {
-        Node::events(self)
-    }
 }
 
 /// Why this node leaves the record alone.
@@ -664,6 +636,7 @@ mod tests {
             join_seq: u64::from(n),
             state,
             fingerprint: [0; 32],
+            client_addrs: Vec::new(),
         }
     }
 

@@ -171,6 +171,11 @@ impl TsigKey {
         self.algorithm
     }
 
+    /// The shared secret (for writing a key file back out; never logged).
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
     /// Reads a key file (see [`TsigKey::parse`]).
     pub fn from_file(path: &Path) -> Result<TsigKey, KeyError> {
         let shown = path.display().to_string();

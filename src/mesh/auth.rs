@@ -1,7 +1,11 @@
-//! Mutual authentication of nodes (§4): both sides prove knowledge of the mesh secret,
-//! bound to this TLS session, with fresh nonces from the OS RNG. A relay cannot forward a
-//! proof (the TLS exporter differs per session) and nothing but the exchange itself is sent
-//! before both proofs check out.
+//! Mutual authentication of nodes: both sides prove knowledge of the mesh secret, bound to
+//! this TLS session, with fresh nonces from the OS RNG. A relay cannot forward a proof (the
+//! TLS exporter differs per session) and nothing but the exchange itself is sent before
+//! both proofs check out.
+//!
+//! A node may accept more than one secret while the operator rotates it: it proves with
+//! its own (the first) and accepts a peer that proves any of them, answering with the one
+//! the peer used, so nodes on the old and on the new secret keep linking throughout.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,13 +48,23 @@ pub enum MeshError {
     },
 }
 
-/// The shared mesh secret. Its Debug output never shows it.
+/// The shared mesh secret: the one this node proves with, and others it also accepts from
+/// peers (the previous secret, while the mesh is being moved to a new one). Its Debug
+/// output never shows them.
 #[derive(Clone)]
-pub struct MeshSecret(Vec<u8>);
+pub struct MeshSecret(Vec<u8>, Vec<Vec<u8>>);
 
 impl std::fmt::Debug for MeshSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MeshSecret(<redacted>)")
+        if self.1.is_empty() {
+            f.write_str("MeshSecret(<redacted>)")
+        } else {
+            write!(
+                f,
+                "MeshSecret(<redacted>, and {} more accepted)",
+                self.1.len()
+            )
+        }
     }
 }
 
@@ -63,7 +77,27 @@ impl MeshSecret {
                 len: bytes.len(),
             });
         }
-        Ok(MeshSecret(bytes))
+        Ok(MeshSecret(bytes, Vec::new()))
+    }
+
+    /// This secret, also accepting `other` from peers (and what `other` accepts).
+    pub fn accepting(mut self, other: MeshSecret) -> Self {
+        for s in std::iter::once(other.0).chain(other.1) {
+            if s != self.0 && !self.1.contains(&s) {
+                self.1.push(s);
+            }
+        }
+        self
+    }
+
+    /// How many secrets are accepted besides the one this node proves with.
+    pub fn accepted_others(&self) -> usize {
+        self.1.len()
+    }
+
+    /// Every secret accepted, the one this node proves with first.
+    pub(crate) fn candidates(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.0.as_slice()).chain(self.1.iter().map(Vec::as_slice))
     }
 
     /// The secret's bytes, for MACs within the mesh module.
@@ -102,6 +136,75 @@ pub enum Role {
     Acceptor,
 }
 
+impl Role {
+    /// The other end's role.
+    pub fn other(self) -> Role {
+        match self {
+            Role::Dialer => Role::Acceptor,
+            Role::Acceptor => Role::Dialer,
+        }
+    }
+
+    /// The exchange itself, as this end, given this TLS session's exporter and this end's
+    /// fresh nonce. Apart from [`authenticate`] so that it can be driven over any stream
+    /// (the fuzz targets feed it arbitrary peer bytes); it has no timeout of its own.
+    #[doc(hidden)]
+    pub async fn exchange<R, W>(
+        self,
+        out: &mut W,
+        reader: &mut FrameReader<R>,
+        secret: &MeshSecret,
+        exporter: &[u8; 32],
+        mine: [u8; 32],
+    ) -> Result<(), AuthError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        send(out, &AuthFrame::Challenge { nonce: mine }).await?;
+        let theirs = match recv(reader).await? {
+            AuthFrame::Challenge { nonce } => nonce,
+            AuthFrame::Proof { .. } => {
+                return Err(AuthError::Protocol("proof before challenge".into()))
+            }
+        };
+        let (dialer, acceptor) = match self {
+            Role::Dialer => (mine, theirs),
+            Role::Acceptor => (theirs, mine),
+        };
+        // Which accepted secret the peer's proof was made with, if any; every candidate is
+        // compared in constant time and all are tried, so timing tells nothing.
+        let matched = |frame: AuthFrame| -> Result<&[u8], AuthError> {
+            let AuthFrame::Proof { mac } = frame else {
+                return Err(AuthError::Protocol("second challenge".into()));
+            };
+            let mut found = None;
+            for candidate in secret.candidates() {
+                let expected = proof(candidate, exporter, &dialer, &acceptor, self.other());
+                if bool::from(mac.ct_eq(&expected)) && found.is_none() {
+                    found = Some(candidate);
+                }
+            }
+            found.ok_or(AuthError::BadProof)
+        };
+        match self {
+            // The dialer proves first, with its own secret; the acceptor answers with the
+            // secret the dialer proved (which the dialer therefore holds).
+            Role::Dialer => {
+                let mine = proof(&secret.0, exporter, &dialer, &acceptor, self);
+                send(out, &AuthFrame::Proof { mac: mine }).await?;
+                matched(recv(reader).await?).map(|_| ())
+            }
+            // The acceptor reveals nothing until it has checked.
+            Role::Acceptor => {
+                let used = matched(recv(reader).await?)?;
+                let mine = proof(used, exporter, &dialer, &acceptor, self);
+                send(out, &AuthFrame::Proof { mac: mine }).await
+            }
+        }
+    }
+}
+
 /// Why authentication failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -129,15 +232,14 @@ impl From<CodecError> for AuthError {
 }
 
 fn proof(
-    secret: &MeshSecret,
+    secret: &[u8],
     exporter: &[u8; 32],
     dialer: &[u8; 32],
     acceptor: &[u8; 32],
     role: Role,
 ) -> [u8; 32] {
     // HMAC accepts keys of any length; this cannot fail.
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(&secret.0).unwrap_or_else(|_| unreachable!());
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
     mac.update(exporter);
     mac.update(dialer);
     mac.update(acceptor);
@@ -148,8 +250,14 @@ fn proof(
     mac.finalize().into_bytes().into()
 }
 
+/// Largest frame of the exchange, either way (an `AuthFrame` is 33 bytes). Frames are read
+/// with this limit, not the reader's, so a peer that has proved nothing cannot make this node
+/// wait for and buffer a frame as big as an authenticated peer may send.
+const AUTH_FRAME_MAX: usize = 1024;
+
 async fn send<W: AsyncWrite + Unpin>(out: &mut W, frame: &AuthFrame) -> Result<(), AuthError> {
-    let bytes = encode_to_bytes(frame, 1024).map_err(|e| AuthError::Protocol(e.to_string()))?;
+    let bytes =
+        encode_to_bytes(frame, AUTH_FRAME_MAX).map_err(|e| AuthError::Protocol(e.to_string()))?;
     out.write_all(&bytes)
         .await
         .map_err(|e| AuthError::Io(e.to_string()))
@@ -157,7 +265,7 @@ async fn send<W: AsyncWrite + Unpin>(out: &mut W, frame: &AuthFrame) -> Result<(
 
 async fn recv<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Result<AuthFrame, AuthError> {
     reader
-        .next::<AuthFrame>()
+        .next_within::<AuthFrame>(AUTH_FRAME_MAX)
         .await?
         .ok_or_else(|| AuthError::Io("stream ended during authentication".into()))
 }
@@ -176,54 +284,15 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let exchange = async {
-        let mut mine = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut mine);
-        send(out, &AuthFrame::Challenge { nonce: mine }).await?;
-        let theirs = match recv(reader).await? {
-            AuthFrame::Challenge { nonce } => nonce,
-            AuthFrame::Proof { .. } => {
-                return Err(AuthError::Protocol("proof before challenge".into()))
-            }
-        };
+    let run = async {
         let mut exporter = [0u8; 32];
         conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
             .map_err(|_| AuthError::Protocol("TLS exporter unavailable".into()))?;
-        let (dialer, acceptor) = match role {
-            Role::Dialer => (mine, theirs),
-            Role::Acceptor => (theirs, mine),
-        };
-        let expect_from_peer = proof(
-            secret,
-            &exporter,
-            &dialer,
-            &acceptor,
-            match role {
-                Role::Dialer => Role::Acceptor,
-                Role::Acceptor => Role::Dialer,
-            },
-        );
-        let check = |frame: AuthFrame| match frame {
-            AuthFrame::Proof { mac } if bool::from(mac.ct_eq(&expect_from_peer)) => Ok(()),
-            AuthFrame::Proof { .. } => Err(AuthError::BadProof),
-            AuthFrame::Challenge { .. } => Err(AuthError::Protocol("second challenge".into())),
-        };
-        let my_proof = AuthFrame::Proof {
-            mac: proof(secret, &exporter, &dialer, &acceptor, role),
-        };
-        match role {
-            // The dialer proves first; the acceptor reveals nothing until it has checked.
-            Role::Dialer => {
-                send(out, &my_proof).await?;
-                check(recv(reader).await?)
-            }
-            Role::Acceptor => {
-                check(recv(reader).await?)?;
-                send(out, &my_proof).await
-            }
-        }
+        let mut mine = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut mine);
+        role.exchange(out, reader, secret, &exporter, mine).await
     };
-    tokio::time::timeout(timeout, exchange)
+    tokio::time::timeout(timeout, run)
         .await
         .map_err(|_| AuthError::Timeout)?
 }
@@ -260,7 +329,19 @@ impl AuthLimiter {
         }
     }
 
-    /// Records a failure; returns whether it is the first in its window (so worth a log line).
+    /// A peer from `ip` proved the secret: whatever failed before from there (another
+    /// process on the same machine, a node started before its secret was in place) stops
+    /// counting against it.
+    pub fn succeeded(&self, ip: IpAddr) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&ip);
+    }
+
+    /// Records a failed proof (only a wrong proof: a timeout or a dropped connection says
+    /// nothing about the secret, and at a fleet's start there are many); returns whether it
+    /// is the first in its window (so worth a log line).
     pub fn failed(&self, ip: IpAddr, now: Instant) -> bool {
         let mut map = self
             .failures
@@ -289,16 +370,32 @@ mod tests {
         let s = MeshSecret::new(vec![1; 32]).expect("secret");
         let other = MeshSecret::new(vec![2; 32]).expect("secret");
         let (e, a, b) = ([3u8; 32], [4u8; 32], [5u8; 32]);
-        let base = proof(&s, &e, &a, &b, Role::Dialer);
-        assert_ne!(base, proof(&other, &e, &a, &b, Role::Dialer));
-        assert_ne!(base, proof(&s, &[9; 32], &a, &b, Role::Dialer));
-        assert_ne!(base, proof(&s, &e, &b, &a, Role::Dialer));
+        let (s, other) = (&s.0, &other.0);
+        let base = proof(s, &e, &a, &b, Role::Dialer);
+        assert_ne!(base, proof(other, &e, &a, &b, Role::Dialer));
+        assert_ne!(base, proof(s, &[9; 32], &a, &b, Role::Dialer));
+        assert_ne!(base, proof(s, &e, &b, &a, Role::Dialer));
         assert_ne!(
             base,
-            proof(&s, &e, &a, &b, Role::Acceptor),
+            proof(s, &e, &a, &b, Role::Acceptor),
             "a proof cannot be reflected"
         );
-        assert_eq!(base, proof(&s, &e, &a, &b, Role::Dialer));
+        assert_eq!(base, proof(s, &e, &a, &b, Role::Dialer));
+    }
+
+    #[tokio::test]
+    async fn a_big_frame_before_authentication_is_refused_from_its_prefix() {
+        // The peer announces 2 KiB (fine for a peer frame, not for the exchange) and waits.
+        let (mut peer, stream) = tokio::io::duplex(64);
+        peer.write_all(&2048u32.to_be_bytes()).await.expect("write");
+        let mut reader = FrameReader::new(stream, crate::proto::DEFAULT_MAX_FRAME);
+        let secret = MeshSecret::new(vec![1; 32]).expect("secret");
+        let mut out = Vec::new();
+        let exchange = Role::Acceptor.exchange(&mut out, &mut reader, &secret, &[0; 32], [2; 32]);
+        let result = tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .expect("refused at once, not waiting for the 2 KiB");
+        assert!(matches!(result, Err(AuthError::Protocol(_))), "{result:?}");
     }
 
     #[test]
@@ -330,5 +427,23 @@ mod tests {
         assert!(!l.allow(ip, t));
         assert!(l.allow(ip, t + Duration::from_secs(11)));
         assert!(l.allow([127, 0, 0, 3].into(), t));
+        l.succeeded(ip);
+        assert!(l.allow(ip, t), "a proof that checks out clears the address");
+    }
+
+    #[test]
+    fn a_ring_proves_with_its_own_and_accepts_the_others() {
+        let old = MeshSecret::new(vec![1; 32]).expect("secret");
+        let new = MeshSecret::new(vec![2; 32]).expect("secret");
+        let rotating = new.clone().accepting(old.clone());
+        let firsts: Vec<&[u8]> = rotating.candidates().collect();
+        assert_eq!(firsts, vec![&[2u8; 32][..], &[1u8; 32][..]]);
+        assert_eq!(rotating.accepted_others(), 1);
+        assert_eq!(
+            format!("{rotating:?}"),
+            "MeshSecret(<redacted>, and 1 more accepted)"
+        );
+        // Accepting itself adds nothing.
+        assert_eq!(new.clone().accepting(new).accepted_others(), 0);
     }
 }

@@ -1,4 +1,4 @@
-//! Who is in the mesh and who is host (§4). Pure state: every node computes the host from
+//! Who is in the mesh and who is host. Pure state: every node computes the host from
 //! its own view, so election needs no messages of its own.
 
 use std::collections::HashMap;
@@ -112,6 +112,7 @@ mod tests {
             join_seq: seq,
             state,
             fingerprint: [0; 32],
+            client_addrs: Vec::new(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! Merging get pages from several nodes into one page in the global `(key, owner)` order,
-//! so that following cursors visits every row exactly once (§3.5).
+//! so that following cursors visits every row exactly once.
 
 use crate::proto::{Cursor, GetPage, NodeId, Row};
 
@@ -28,12 +28,12 @@ pub fn merge_pages(
             continue;
         };
         out.incomplete.extend(page.incomplete);
-        if page.next.is_some() {
-            if let Some(last) = page.rows.last() {
-                let id = (last.key.clone(), last.owner);
-                if bound.as_ref().is_none_or(|b| id < *b) {
-                    bound = Some(id);
-                }
+        // The node's cursor is where its answer stopped: the last row it returned, or the
+        // last it looked at when its work bound cut a page short of rows.
+        if let Some(next) = &page.next {
+            let id = (next.key.clone(), next.owner);
+            if bound.as_ref().is_none_or(|b| id < *b) {
+                bound = Some(id);
             }
         }
         rows.extend(page.rows);
@@ -58,10 +58,14 @@ pub fn merge_pages(
         out.rows.push(row);
     }
     if cut || bound.is_some() {
-        out.next = out.rows.last().map(|r| Cursor {
-            key: r.key.clone(),
-            owner: r.owner,
-        });
+        // With no row merged, continue after the bound: some node has more past it.
+        out.next = match out.rows.last() {
+            Some(r) => Some(Cursor {
+                key: r.key.clone(),
+                owner: r.owner,
+            }),
+            None => bound.map(|(key, owner)| Cursor { key, owner }),
+        };
     }
     out.incomplete.sort();
     out.incomplete.dedup();
@@ -163,5 +167,33 @@ mod tests {
         );
         assert_eq!(merged.rows.len(), 1);
         assert!(merged.next.is_none());
+    }
+
+    #[test]
+    fn a_page_cut_by_work_with_no_row_still_bounds_and_continues() {
+        // Node 1 looked at rows up to secondary 7 without a match and stopped (work bound);
+        // node 2 has rows 9 and 10. Nothing may be returned past 7 yet, and paging goes on.
+        let cut = GetPage {
+            rows: vec![],
+            next: Some(Cursor {
+                key: Key::new("k", 7),
+                owner: ClientId(1),
+            }),
+            incomplete: vec![],
+        };
+        let merged = merge_pages(
+            vec![
+                (NodeId(1), Some(cut)),
+                (
+                    NodeId(2),
+                    Some(page(vec![row(9, 2, 1), row(10, 2, 1)], false)),
+                ),
+            ],
+            100,
+            1 << 20,
+        );
+        assert!(merged.rows.is_empty());
+        let next = merged.next.expect("paging continues");
+        assert_eq!((next.key, next.owner), (Key::new("k", 7), ClientId(1)));
     }
 }

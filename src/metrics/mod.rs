@@ -1,4 +1,4 @@
-//! Per-node metrics (DESIGN §8): the one list of metric names, the counters the node bumps
+//! Per-node metrics: the one list of metric names, the counters the node bumps
 //! on its hot path, and the Graphite exporter (`graphite`).
 //!
 //! Counters are plain relaxed atomics bumped where things happen (no lock of their own, no

@@ -1,4 +1,4 @@
-//! Operator commands (§7), run by the node serving the admin socket. A command aimed at
+//! Service: operator commands, run by the node serving the admin socket. A command aimed at
 //! another node is forwarded over the authenticated mesh (`PeerFrame::Admin`) and that
 //! node's answers are relayed back frame by frame; mesh-wide listings ask every member and
 //! merge, naming the members that did not answer in time.
@@ -15,13 +15,18 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use super::conn::{handle, Sink};
-use super::peer::push;
-use super::{drain, migrate, now_ms, place, rebalance, Hub, Link, MeshEvent, Shared};
+use super::handoff::MigrateError;
+use super::hub::{now_ms, push, Hub, Link, LinkKind};
+use super::reply::Sink;
+use super::request;
+use super::shared::{PendingCall, Shared};
+use super::{drain, gossip, migrate, place, rebalance};
 use crate::admin::protocol::{
     AdminError, CandidateInfo, ClientInfo, Command, Event, EventFrame, NodeInfo, PlaceReport,
     PrimaryInfo, RebalanceMove, Response, RowInfo, Snapshot, StatusInfo, ZoneInfo, MAX_LISTED_ROWS,
 };
+use crate::admin::server::CommandRunner;
+use crate::mesh::MeshEvent;
 use crate::proto::{
     outbox, ClientId, DeleteReason, FrameDecoder, GetQuery, KeySpec, MemberInfo, NodeId, NodeState,
     Notification, OutboxWriter, PeerFrame, Position, Reply, Request, Row, ServerFrame,
@@ -29,15 +34,6 @@ use crate::proto::{
 
 /// Answer frames a command may queue before its producer waits for the reader.
 const ANSWER_QUEUE: usize = 64;
-
-/// A command forwarded to a peer, waiting for its replies.
-#[derive(Debug)]
-pub(super) struct PendingCall {
-    /// The node asked (its loss ends the call).
-    node: NodeId,
-    /// Where its answers go.
-    tx: mpsc::UnboundedSender<Response>,
-}
 
 /// Runs operator commands on a node: what the admin socket serves. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -51,12 +47,10 @@ impl AdminHandle {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
         AdminHandle { shared }
     }
+}
 
-    /// Runs `command`. Its response frames arrive on the receiver; the last one is final
-    /// ([`Response::is_final`]), except for `watch`, which streams until the receiver is
-    /// dropped. Dropping the receiver early stops waiting, never the operation (a drain goes
-    /// on).
-    pub fn execute(&self, command: Command) -> mpsc::Receiver<Response> {
+impl CommandRunner for AdminHandle {
+    fn execute(&self, command: Command) -> mpsc::Receiver<Response> {
         let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
         tokio::spawn(run(self.shared.clone(), command, tx));
         rx
@@ -78,7 +72,7 @@ async fn run(shared: Arc<Shared>, command: Command, tx: Out) {
             }
         }
         Command::Watch { key } => return watch(shared, key, tx).await,
-        Command::Clients { node } => clients(&shared, node).await,
+        Command::Clients { node, session } => clients(&shared, node, session).await,
         Command::Keys { primary, secondary } => keys(&shared, primary, secondary).await,
         Command::Migrate { client, to } => migrate_anywhere(&shared, client, to).await,
         // Answered above.
@@ -94,14 +88,14 @@ async fn run_local(shared: Arc<Shared>, command: Command, tx: Out) {
         return;
     }
     let result = match command {
-        Command::Clients { .. } => Ok(Response::Clients {
-            clients: local_clients(&shared),
+        Command::Clients { session, .. } => Ok(Response::Clients {
+            clients: local_clients(&shared, session),
             incomplete: Vec::new(),
         }),
         Command::Keys { primary, secondary } => Ok(local_keys(&shared, primary, secondary)),
         Command::Drain { wait, .. } => return drain_here(shared, wait, tx).await,
         Command::Undrain { .. } => {
-            drain::set_state(&shared, NodeState::Active);
+            gossip::set_state(&shared, NodeState::Active);
             Ok(Response::Undrained {
                 node: shared.config.name.clone(),
             })
@@ -368,7 +362,7 @@ pub(super) fn link_lost(shared: &Shared, node: NodeId) {
 /// The member called `name` (or whose id is `name`), or an error listing the known names.
 fn resolve(shared: &Shared, name: &str) -> Result<NodeId, AdminError> {
     let hub = shared.hub();
-    let all = hub.members.all();
+    let all = hub.members().all();
     all.iter()
         .find(|m| m.name == name)
         .or_else(|| all.iter().find(|m| m.id.to_string() == name))
@@ -381,7 +375,7 @@ fn resolve(shared: &Shared, name: &str) -> Result<NodeId, AdminError> {
 
 /// A node's name, or its id when it is no longer a member.
 fn name_of(hub: &Hub, id: NodeId) -> String {
-    hub.members
+    hub.members()
         .get(id)
         .map_or_else(|| id.to_string(), |m| m.name.clone())
 }
@@ -403,7 +397,7 @@ fn node_info(hub: &Hub, shared: &Shared, m: &MemberInfo) -> NodeInfo {
         id: m.id.to_string(),
         addresses: m.addrs.iter().map(|a| a.to_string()).collect(),
         state: m.state.as_str().to_owned(),
-        host: hub.members.host() == m.id,
+        host: hub.members().host() == m.id,
         local,
         linked: local || hub.peers.contains_key(&m.id),
         clients,
@@ -420,7 +414,7 @@ fn node_info(hub: &Hub, shared: &Shared, m: &MemberInfo) -> NodeInfo {
 fn nodes(shared: &Shared) -> Vec<NodeInfo> {
     let hub = shared.hub();
     let mut v: Vec<NodeInfo> = hub
-        .members
+        .members()
         .all()
         .iter()
         .map(|m| node_info(&hub, shared, m))
@@ -438,7 +432,7 @@ fn name_order(name: &str) -> (&str, u64, &str) {
 
 fn status(shared: &Shared) -> StatusInfo {
     let hub = shared.hub();
-    let me = hub.members.me().clone();
+    let me = hub.members().me().clone();
     let stats = hub.store.stats();
     StatusInfo {
         node: node_info(&hub, shared, &me),
@@ -446,8 +440,8 @@ fn status(shared: &Shared) -> StatusInfo {
         uptime_secs: shared.started.elapsed().as_secs(),
         listen: hub.local_addr.to_string(),
         fingerprint: shared.fingerprint.clone(),
-        host: name_of(&hub, hub.members.host()),
-        members: hub.members.all().len(),
+        host: name_of(&hub, hub.members().host()),
+        members: hub.members().all().len(),
         linked: hub.peers.len(),
         subscriptions: stats.subscriptions,
         data_bytes: stats.data_bytes,
@@ -479,19 +473,36 @@ fn row_info(hub: &Hub, row: &Row) -> RowInfo {
     }
 }
 
-fn local_clients(shared: &Shared) -> Vec<ClientInfo> {
+fn local_clients(shared: &Shared, with_session: bool) -> Vec<ClientInfo> {
     let hub = shared.hub();
-    hub.local_clients()
-        .into_iter()
+    let mut ids = hub.local_clients();
+    ids.extend(hub.suspended_clients());
+    ids.into_iter()
         .filter_map(|id| {
             let link = hub.links.get(&id)?;
-            let conn = link.conn.as_ref()?;
+            let conn = link.kind.conn();
+            let suspended_until_ms = match &link.kind {
+                LinkKind::Suspended { until_ms, .. } => Some(*until_ms),
+                _ => None,
+            };
             let position = hub.positions.get(&id).copied();
+            let blob = hub.store.session(id);
+            let (session, session_encoding) = match blob.filter(|_| with_session) {
+                Some(b) => {
+                    let (text, encoding) = RowInfo::encode_data(b);
+                    (Some(text), Some(encoding))
+                }
+                None => (None, None),
+            };
             Some(ClientInfo {
                 id: id.to_string(),
                 node: shared.config.name.clone(),
-                address: conn.remote_address().to_string(),
-                rtt_ms: conn.rtt().as_secs_f64() * 1000.0,
+                address: conn.map_or_else(String::new, |c| c.remote_address().to_string()),
+                rtt_ms: conn.map_or(0.0, |c| c.rtt().as_secs_f64() * 1000.0),
+                suspended_until_ms,
+                session_bytes: blob.map_or(0, |b| b.len()),
+                session,
+                session_encoding,
                 zone: position.and_then(|p| {
                     let cell = hub.zones.as_ref()?.cell_of(p.x, p.y);
                     Some((cell.x, cell.y))
@@ -504,8 +515,15 @@ fn local_clients(shared: &Shared) -> Vec<ClientInfo> {
         .collect()
 }
 
-async fn clients(shared: &Arc<Shared>, node: Option<String>) -> Result<Response, AdminError> {
-    let command = Command::Clients { node: None };
+async fn clients(
+    shared: &Arc<Shared>,
+    node: Option<String>,
+    session: bool,
+) -> Result<Response, AdminError> {
+    let command = Command::Clients {
+        node: None,
+        session,
+    };
     let timeout = shared.config.remote_timeout;
     if let Some(name) = node {
         // One node asked by name: its failure is the answer, not a footnote.
@@ -537,7 +555,7 @@ async fn clients(shared: &Arc<Shared>, node: Option<String>) -> Result<Response,
 }
 
 fn member_ids(shared: &Shared) -> Vec<NodeId> {
-    shared.hub().members.all().iter().map(|m| m.id).collect()
+    shared.hub().members().all().iter().map(|m| m.id).collect()
 }
 
 /// This node's primaries, or its rows under one key, bounded to fit one mesh frame.
@@ -781,7 +799,7 @@ async fn migrate_here(
             from: shared.config.name.clone(),
             to: name_of(&shared.hub(), target),
         }),
-        Err(migrate::MigrateError::NotHere(_)) => Err(AdminError::UnknownClient {
+        Err(MigrateError::NotHere(_)) => Err(AdminError::UnknownClient {
             client: id.to_string(),
         }),
         Err(e) => Err(AdminError::Failed {
@@ -857,17 +875,9 @@ impl Observer {
                 .map_err(|e| AdminError::Failed {
                     reason: e.to_string(),
                 })?;
-            hub.links.insert(
-                id,
-                Link {
-                    outbox: outbox.clone(),
-                    // No connection: not counted, placed, drained or migrated as a client.
-                    conn: None,
-                    lagged: false,
-                    peer: None,
-                    since_ms: now_ms(),
-                },
-            );
+            // No connection: not counted, placed, drained or migrated as a client.
+            hub.links
+                .insert(id, Link::new(outbox.clone(), LinkKind::Observer));
             id
         };
         let query = GetQuery {
@@ -877,7 +887,8 @@ impl Observer {
             limit: 0,
             subscribe: true,
         };
-        handle(shared, id, &Sink::Client(outbox), 1, Request::Get(query));
+        // A get+subscribe asks nothing of the node beyond the store.
+        let _ = request::execute(shared, id, &Sink::Client(outbox), 1, Request::Get(query));
         Ok(Observer {
             shared: shared.clone(),
             id,
@@ -984,7 +995,7 @@ async fn watch(shared: Arc<Shared>, key: Option<String>, tx: Out) {
     // Names of nodes seen, for events about a node already removed from the member list.
     let mut names: HashMap<NodeId, String> = {
         let hub = shared.hub();
-        hub.members
+        hub.members()
             .all()
             .iter()
             .map(|m| (m.id, m.name.clone()))
@@ -1061,6 +1072,10 @@ fn translate(shared: &Shared, names: &mut HashMap<NodeId, String>, e: MeshEvent)
     };
     Some(match e {
         MeshEvent::PeerUp { .. } => return None,
+        MeshEvent::PeerLeft { node, rows } => Event::NodeLeft {
+            node: name(node),
+            rows,
+        },
         MeshEvent::PeerLost { node, rows } => Event::NodeLost {
             node: name(node),
             rows,
@@ -1089,7 +1104,7 @@ fn translate(shared: &Shared, names: &mut HashMap<NodeId, String>, e: MeshEvent)
         },
         MeshEvent::Load { node, .. } => {
             let hub = shared.hub();
-            let m = hub.members.get(node)?.clone();
+            let m = hub.members().get(node)?.clone();
             Event::Load(node_info(&hub, shared, &m))
         }
         MeshEvent::ZonesChanged => Event::Zones(zone_info(&shared.hub())?),

@@ -1,11 +1,16 @@
-//! Draining a node (§6.2): Draining mesh-wide, clients moved away with at most
+//! Service: draining a node. Draining mesh-wide, clients moved away with at most
 //! `drain_batch` make-before-break migrations in flight, then Drained. Undrain returns it
-//! to Active.
+//! to Active. A client that does not follow its `Migrate` within `migration_timeout` is
+//! disconnected (`MigrateIgnored`) with its session suspended, so every drain ends.
 
 use std::sync::Arc;
 
-use super::{migrate, place, MeshEvent, Shared};
-use crate::proto::{ClientId, MemberInfo, NodeState, PeerFrame};
+use super::gossip::set_state;
+use super::handoff::MigrateError;
+use super::shared::Shared;
+use super::{migrate, place, resume};
+use crate::mesh::MeshEvent;
+use crate::proto::{ClientId, NodeId, NodeState, PeerFrame};
 
 /// Rounds a drain makes over its remaining clients before giving up on the stragglers
 /// (a client that cannot be moved, e.g. one that never follows the instruction).
@@ -32,24 +37,6 @@ pub enum DrainError {
         /// Clients still here.
         remaining: usize,
     },
-}
-
-/// Sets this node's state mesh-wide: the member list, its `cloud.nodes` row, the host.
-pub(super) fn set_state(shared: &Shared, state: NodeState) {
-    let mut hub = shared.hub();
-    if hub.members.me().state == state {
-        return;
-    }
-    hub.members.me_mut().state = state;
-    let me: MemberInfo = hub.members.me().clone();
-    hub.broadcast(&PeerFrame::Members(vec![me]), shared.config.max_frame);
-    let _ = hub.events.send(MeshEvent::StateChanged {
-        node: shared.id,
-        state,
-    });
-    tracing::info!(state = state.as_str(), "node state changed");
-    hub.write_node_record(&shared.config);
-    hub.check_host(&shared.config);
 }
 
 fn local_clients(shared: &Shared) -> Vec<ClientId> {
@@ -113,22 +100,28 @@ pub(super) async fn drain(shared: &Arc<Shared>) -> Result<usize, DrainError> {
         loop {
             // Moves already under way finish (a migration is not abandoned half-way);
             // after an undrain no new one starts.
-            cancelled = cancelled || shared.hub().members.me().state != NodeState::Draining;
+            cancelled = cancelled || shared.hub().members().me().state != NodeState::Draining;
             while !cancelled && running.len() < window {
                 let Some((client, target)) = waiting.next() else {
                     break;
                 };
                 let s = shared.clone();
-                running.spawn(async move { migrate::migrate(&s, client, target).await });
+                running.spawn(async move { (client, migrate::migrate(&s, client, target).await) });
             }
             let Some(done) = running.join_next().await else {
                 break;
             };
             match done {
-                Ok(Ok(())) => moved += 1,
+                Ok((_, Ok(()))) => moved += 1,
+                // It was told to move and did not within `migration_timeout`: a drain does
+                // not wait for it again. Disconnected with a reason of its own, its session
+                // suspended (it resumes on another node, which takes the session from here).
+                Ok((client, Err(MigrateError::Timeout))) => {
+                    resume::evict(shared, client);
+                }
                 // The client stays here; a later round retries it. Say why, so a drain
                 // that does not finish can be explained.
-                Ok(Err(e)) => tracing::info!(error = %e, "a move did not happen"),
+                Ok((_, Err(e))) => tracing::info!(error = %e, "a move did not happen"),
                 Err(e) => tracing::warn!(error = %e, "a move task failed"),
             }
             unreported += 1;
@@ -167,4 +160,18 @@ fn report_progress(shared: &Shared, moved: usize) {
         shared.config.max_frame,
     );
     tracing::info!(moved, remaining, "drain progress");
+}
+
+/// A peer's drain progress: fresher than its last load report, so `nodes` shows its client
+/// count falling, and an event for whoever watches.
+pub(super) fn on_progress(shared: &Shared, node: NodeId, moved: u64, remaining: u64) {
+    let mut hub = shared.hub();
+    if let Some(load) = hub.loads.get_mut(&node) {
+        load.clients = u32::try_from(remaining).unwrap_or(u32::MAX);
+    }
+    let _ = hub.events.send(MeshEvent::DrainProgress {
+        node,
+        moved: moved as usize,
+        remaining: remaining as usize,
+    });
 }

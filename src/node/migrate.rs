@@ -1,4 +1,4 @@
-//! Live migration of a client between nodes (§6.1), make-before-break.
+//! Service: live migration of a client between nodes, make-before-break.
 //!
 //! 1. The source S exports the session and sends it to the target T (`Prepare`). T registers
 //!    the client as pending (no rows yet, but its subscriptions, with interest registered at
@@ -21,64 +21,20 @@ use bytes::Bytes;
 use rand::RngCore;
 use tokio::sync::oneshot;
 
-use super::conn::{handle, respond, Sink};
-use super::peer::push;
-use super::{now_ms, Link, Shared};
+use super::handoff::{Incoming, MigrateError, Outgoing};
+use super::hub::{now_ms, push, Link, LinkKind};
+use super::remote;
+use super::reply::{respond, Sink};
+use super::shared::Shared;
+use crate::mesh::MeshEvent;
 use crate::metrics::Counters;
 use crate::proto::{
     encode_to_bytes, outbox, ClientId, GetQuery, KeySpec, NodeId, OutboxWriter, PeerFrame, Reply,
-    Request, ServerFrame, SessionState, WireError,
+    ServerFrame, SessionState, WireError,
 };
 
 /// How long the target waits for the source's `Transfer` before using the prepared snapshot.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a migration did not happen. The client then stays where it was, unharmed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MigrateError {
-    /// The client is not connected to this node.
-    #[error("client {0} is not connected to this node")]
-    NotHere(ClientId),
-    /// The target is not a linked member of the mesh.
-    #[error("node {0} is not a linked member of the mesh")]
-    UnknownNode(NodeId),
-    /// The client is already on the target.
-    #[error("the client is already on that node")]
-    SameNode,
-    /// A migration of this client is already under way.
-    #[error("client {0} is already moving")]
-    Busy(ClientId),
-    /// The target refused to prepare.
-    #[error("the target refused: {0}")]
-    Refused(WireError),
-    /// The client did not arrive at the target in time; rolled back.
-    #[error("the client did not reach the target in time; it stays here")]
-    Timeout,
-}
-
-/// A migration out of this node.
-#[derive(Debug)]
-pub(super) struct Outgoing {
-    client: ClientId,
-    target: NodeId,
-    prepared: Option<oneshot::Sender<Result<(), WireError>>>,
-    done: Option<oneshot::Sender<Result<(), MigrateError>>>,
-}
-
-/// A migration into this node, waiting for its client.
-#[derive(Debug)]
-pub(super) struct Incoming {
-    /// The session as prepared (used if the source dies before the handover).
-    state: SessionState,
-    source: NodeId,
-    /// The pending client's writer, started when it arrives.
-    writer: Option<OutboxWriter>,
-    /// Told whether the source's `Transfer` was installed (`false`: the source no longer has
-    /// the session).
-    transfer: Option<oneshot::Sender<bool>>,
-    /// The transferred rows are in the store.
-    installed: bool,
-}
 
 /// Source side: moves a local client to `target`; returns once the session is handed over
 /// (or the attempt rolled back).
@@ -101,8 +57,7 @@ pub(super) async fn migrate(
         if !hub
             .links
             .get(&client)
-            .is_some_and(|l| l.peer.is_none() && l.conn.is_some())
-            || hub.moved.contains_key(&client)
+            .is_some_and(|l| matches!(l.kind, LinkKind::Client(_)))
         {
             return Err(MigrateError::NotHere(client));
         }
@@ -159,7 +114,7 @@ pub(super) async fn migrate(
     }
     {
         let hub = shared.hub();
-        let (Some(link), Some(member)) = (hub.links.get(&client), hub.members.get(target)) else {
+        let (Some(link), Some(member)) = (hub.links.get(&client), hub.members().get(target)) else {
             drop(hub);
             abort(shared, target, &ticket);
             Counters::bump(&counters.migrations_failed);
@@ -168,7 +123,7 @@ pub(super) async fn migrate(
         let frame = ServerFrame::Migrate {
             node: target,
             name: member.name.clone(),
-            addrs: member.addrs.clone(),
+            addrs: member.addrs_for_clients().to_vec(),
             ticket: ticket.clone(),
             fingerprint: member.fingerprint,
         };
@@ -195,7 +150,7 @@ pub(super) async fn migrate(
         let _ = shared
             .hub()
             .events
-            .send(super::MeshEvent::Migrated { client, to: target });
+            .send(MeshEvent::Migrated { client, to: target });
     }
     result
 }
@@ -302,20 +257,18 @@ pub(super) fn on_handover(shared: &Shared, from: NodeId, ticket: Bytes) {
     if let Some(st) = &state {
         // First tell everyone the target holds these primaries now, then (below) that this
         // node may not: on each ordered link the first precedes the second.
-        let mut primaries: Vec<&str> = st.rows.iter().map(|r| r.key.primary.as_str()).collect();
-        primaries.sort_unstable();
-        primaries.dedup();
-        for primary in primaries {
-            hub.broadcast(
-                &PeerFrame::HeldBy {
-                    primary: primary.to_owned(),
-                    node: from,
-                },
-                max,
-            );
-        }
+        hub.announce_held_by(st, from, max);
         hub.store.remove_client_silently(entry.client);
-        hub.moved.insert(entry.client, from);
+        // Its old connection lingers until the client closes it; requests still arriving
+        // on it are forwarded to the target.
+        if let Some(link) = hub.links.get_mut(&entry.client) {
+            if let LinkKind::Client(conn) = &link.kind {
+                link.kind = LinkKind::Departed {
+                    conn: conn.clone(),
+                    to: from,
+                };
+            }
+        }
         hub.flush_holds(max);
     }
     let handed = state.is_some();
@@ -343,20 +296,6 @@ pub(super) fn on_forwarded(
     }
 }
 
-/// Target side: a request the client sent to its old node after the handover.
-pub(super) fn on_forward(
-    shared: &Arc<Shared>,
-    from: NodeId,
-    client: ClientId,
-    id: u64,
-    op: Request,
-) {
-    let Some(peer) = shared.hub().peers.get(&from).map(|p| p.outbox.clone()) else {
-        return;
-    };
-    handle(shared, client, &Sink::Forward { peer, client }, id, op);
-}
-
 /// Target side: the source offers a session. Registers it as pending, with its interest at
 /// every peer, then says `Prepared`; drops it if the client does not come.
 pub(super) async fn on_prepare(
@@ -372,7 +311,7 @@ pub(super) async fn on_prepare(
     for _ in 0..100 {
         let lingering = {
             let hub = shared.hub();
-            hub.links.contains_key(&client) || hub.moved.contains_key(&client)
+            hub.links.contains_key(&client)
         };
         if !lingering {
             break;
@@ -398,16 +337,8 @@ pub(super) async fn on_prepare(
         };
         hub.store.import_client(&pending, now_ms());
         let (outbox, writer) = outbox(shared.config.max_outbound_bytes);
-        hub.links.insert(
-            client,
-            Link {
-                outbox,
-                conn: None,
-                lagged: false,
-                since_ms: now_ms(),
-                peer: None,
-            },
-        );
+        hub.links
+            .insert(client, Link::new(outbox, LinkKind::Arriving));
         let specs: Vec<KeySpec> = state.subs.iter().map(|(s, _)| s.clone()).collect();
         hub.incoming.insert(
             ticket.clone(),
@@ -430,7 +361,7 @@ pub(super) async fn on_prepare(
                 limit: 1,
                 subscribe: true,
             };
-            waits.extend(super::peer::send_gets(&shared, &hub, &peers, &query));
+            waits.extend(remote::send_gets(&shared, &hub, &peers, &query));
         }
         hub.flush_holds(max);
         waits
@@ -497,7 +428,7 @@ pub(super) async fn arrive(
     shared: &Arc<Shared>,
     conn: &quinn::Connection,
     ticket: &Bytes,
-    welcome: impl FnOnce(ClientId) -> ServerFrame,
+    welcome: impl FnOnce(ClientId, &mut super::hub::Hub) -> ServerFrame,
 ) -> Result<(ClientId, crate::proto::Outbox, OutboxWriter), WireError> {
     let max = shared.config.max_frame;
     let rx = {
@@ -555,14 +486,15 @@ pub(super) async fn arrive(
     let Some(mut writer) = incoming.writer.take() else {
         return Err(WireError::NotFound);
     };
+    let welcome = welcome(client, &mut hub);
     let Some(link) = hub.links.get_mut(&client) else {
         return Err(WireError::NotFound);
     };
-    link.conn = Some(conn.clone());
+    link.kind = LinkKind::Client(conn.clone());
     link.since_ms = now_ms();
     let outbox = link.outbox.clone();
     let queued = writer.take_queued();
-    match encode_to_bytes(&welcome(client), max) {
+    match encode_to_bytes(&welcome, max) {
         Ok(bytes) => outbox.push_response(bytes),
         Err(e) => {
             return Err(WireError::Protocol {

@@ -1,42 +1,79 @@
-//! Composes the pieces into a running node: `Node::start(config)` binds the QUIC endpoint,
-//! loads or makes the TLS identity, joins or starts a mesh, and serves clients and peers
-//! until `shutdown`.
+//! A running node: `Node::start(config)` binds the QUIC endpoint, loads or makes the TLS
+//! identity, joins or starts a mesh, and serves clients and peers until `shutdown`.
+//!
+//! The node is layered; a module names only modules of lower layers (and, within a layer,
+//! only those listed before it), which `tests/layering.rs` checks:
+//!
+//! 1. **Ground** — state, no tasks: `handoff` (moves in flight),
+//!    `rate` (token bucket), `quiet` (log lines summarised under attack), `hub` (store,
+//!    links, members, peers under one lock; delivery), `shared` (what every task shares).
+//! 2. **Requests** — `reply` (where an answer goes), `place` (where a client would be best
+//!    served, from the hub's view), `remote` (gets fanned out to peers and merged, peers'
+//!    gets served, remote changes for local subscribers), `request` (one client request
+//!    executed under the hub lock).
+//! 3. **Services** — `load`, `migrate`, `resume` (sessions kept after a lost connection),
+//!    `zones`, `rebalance`, `gossip`, `drain`, `admin`:
+//!    what the node does, using the layers below and each other in that order.
+//! 4. **Dispatchers** — `client` (a client connection: handshake, request loop, cleanup),
+//!    `handshake` (making a peer link), `peer` (a peer link's frame loop, one service
+//!    call per frame; joining and redialing).
+//! 5. **`Node`** (this file) — starts it all and is the library's face.
 
+// Ground.
+mod handoff;
+mod hub;
+mod quiet;
+mod rate;
+mod shared;
+// Requests.
+mod place;
+mod remote;
+mod reply;
+mod request;
+mod search;
+// Services.
 mod admin;
-mod conn;
 mod drain;
+mod gossip;
 mod load;
 mod migrate;
+mod rebalance;
+mod resume;
+mod zones;
+// Dispatchers.
+mod client;
+mod handshake;
+mod peer;
 
+pub use crate::mesh::MeshEvent;
 pub use admin::AdminHandle;
 pub use drain::DrainError;
-pub use migrate::MigrateError;
-mod peer;
-mod place;
-mod rate;
-mod rebalance;
-mod zones;
+pub use handoff::MigrateError;
+pub use hub::NodeRecord;
+pub use load::LoadRecord;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, NodeConfig};
-use crate::mesh::{AuthLimiter, Membership, UNJOINED};
+use crate::dyndns::MeshView;
+use crate::mesh::swim::{Swim, SwimConfig};
+use crate::mesh::{AuthLimiter, UNJOINED};
 use crate::metrics::{sanitize_segment, Counters, MetricSource, Sample};
 use crate::proto::{
-    encode_to_bytes, ClientId, CloseCode, GetPage, Key, LoadInfo, MemberInfo, NodeId, NodeState,
-    Outbox, PeerFrame, Row, ServerFrame, ALPN_CLIENT, ALPN_PEER,
+    ClientId, CloseCode, DeleteReason, LoadInfo, MemberInfo, NodeId, NodeState, ALPN_CLIENT,
+    ALPN_PEER,
 };
-use crate::store::{Fanout, Filters, Store, StoreStats};
+use crate::store::{Filters, Store, StoreStats};
 use crate::transport::{self, Identity, TransportError, Trust};
+use hub::{now_ms, Hub};
+use shared::Shared;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,395 +92,6 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// A node's row under `cloud.nodes/0` (§3.4). JSON, so any client can read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    /// Node name.
-    pub name: String,
-    /// NodeId, hex.
-    pub id: String,
-    /// Addresses clients and peers can use.
-    pub addresses: Vec<String>,
-    /// Joining, Active, Draining or Drained.
-    pub state: String,
-    /// Whether this node is the mesh host.
-    pub host: bool,
-}
-
-/// Something that happened to the mesh, for the admin layer and tests (§4: `HostChanged` is
-/// an event in logs, admin stream and metrics).
-#[derive(Debug, Clone, PartialEq)]
-pub enum MeshEvent {
-    /// An authenticated link to a node came up.
-    PeerUp {
-        /// The node.
-        node: NodeId,
-        /// Its name.
-        name: String,
-    },
-    /// A link was lost; its rows were deleted for local subscribers (`NodeLost`).
-    PeerLost {
-        /// The node.
-        node: NodeId,
-        /// Rows of it that local subscribers had seen.
-        rows: usize,
-    },
-    /// A node's lifecycle state changed (Draining, Drained, Active again).
-    StateChanged {
-        /// The node.
-        node: NodeId,
-        /// Its new state.
-        state: NodeState,
-    },
-    /// Progress of a node's drain (this node's, or a peer's as it reported it).
-    DrainProgress {
-        /// The draining node.
-        node: NodeId,
-        /// Clients moved so far.
-        moved: usize,
-        /// Clients still here.
-        remaining: usize,
-    },
-    /// The host changed.
-    HostChanged {
-        /// The previous host.
-        old: NodeId,
-        /// The new host.
-        new: NodeId,
-    },
-    /// A node's periodic load report arrived (this node's own included).
-    Load {
-        /// The node.
-        node: NodeId,
-        /// Its load.
-        info: LoadInfo,
-    },
-    /// A client of this node moved to another node.
-    Migrated {
-        /// The client.
-        client: ClientId,
-        /// Where it went.
-        to: NodeId,
-    },
-    /// A newer zone map was adopted.
-    ZonesChanged,
-}
-
-/// Where a link's frames go.
-#[derive(Debug)]
-struct Link {
-    /// Its outgoing queue.
-    outbox: Outbox,
-    /// To close it when it lags; `None` while a migrating client has not arrived yet.
-    conn: Option<quinn::Connection>,
-    /// Set once it has been closed as a slow consumer, so that is logged once.
-    lagged: bool,
-    /// `Some` for the stand-in identity of a peer node's interest.
-    peer: Option<NodeId>,
-    /// When the client connected here (arrived, after a migration), ms since the epoch.
-    since_ms: u64,
-}
-
-/// An authenticated connection to another node.
-#[derive(Debug)]
-struct PeerLink {
-    /// The store identity holding that node's subscriptions here.
-    pseudo: ClientId,
-    /// Its outgoing queue.
-    outbox: Outbox,
-    /// The connection.
-    conn: quinn::Connection,
-    /// Which side dialed; of two links between the same nodes, the one dialed by the lower
-    /// id is kept, so both ends make the same choice.
-    dialer: NodeId,
-}
-
-/// Store, mesh view and the outgoing queues of every link, under one lock: a change and
-/// the queueing of its notifications happen in one step, which keeps per-row order (§2).
-#[derive(Debug)]
-struct Hub {
-    store: Store,
-    links: HashMap<ClientId, Link>,
-    /// The node's own identity, owner of its `cloud.` rows.
-    system: ClientId,
-    members: Membership,
-    peers: HashMap<NodeId, PeerLink>,
-    /// Which nodes hold rows under each primary key (from their `Holds` messages).
-    holders: HashMap<String, HashSet<NodeId>>,
-    /// Remote rows local subscribers have seen, per node: to emit `NodeLost` deletions
-    /// when that node is lost, and to drop stale versions.
-    mirror: HashMap<NodeId, HashMap<(Key, ClientId), Row>>,
-    /// Host as last computed, to notice changes.
-    host: NodeId,
-    /// Its name, kept for the log line when the host is the member that was lost.
-    host_name: String,
-    /// Bound address, advertised when no `advertise` is configured.
-    local_addr: SocketAddr,
-    /// Mesh events to whoever listens (none is fine: sends to no receiver are dropped).
-    events: broadcast::Sender<MeshEvent>,
-    /// Last load each node reported (this node's own included), for placement.
-    loads: HashMap<NodeId, LoadInfo>,
-    /// Redirect tickets already honoured (each admits once).
-    tickets: crate::mesh::TicketBook,
-    /// Last position each local client reported, for zone handover.
-    positions: HashMap<ClientId, crate::proto::Position>,
-    /// Clients handed over to another node whose old connection is still open here: their
-    /// requests are forwarded there.
-    moved: HashMap<ClientId, NodeId>,
-    /// Migrations out of this node, prepared and waiting for the client to arrive there.
-    outgoing: HashMap<Bytes, migrate::Outgoing>,
-    /// Migrations into this node, waiting for their client.
-    incoming: HashMap<Bytes, migrate::Incoming>,
-    /// Zone ownership as the host last published it (`cloud.zones/0`), when zones are on.
-    zones: Option<crate::placement::ZoneMap>,
-    /// The node's metric counters (the same as `Shared::counters`), for what the hub
-    /// itself does: notifications queued, slow consumers, host changes.
-    counters: Arc<Counters>,
-}
-
-impl Hub {
-    /// Queues one change to every recipient; encodes it once per protocol. With
-    /// `to_peers == false` (a change that came from a peer) only local clients get it.
-    fn deliver(&mut self, fan: Fanout, max_frame: usize, to_peers: bool) {
-        if fan.recipients.is_empty() {
-            return;
-        }
-        let mut client_frame: Option<Bytes> = None;
-        let mut peer_frame: Option<Bytes> = None;
-        for id in &fan.recipients {
-            let Some(link) = self.links.get_mut(id) else {
-                continue;
-            };
-            if link.peer.is_some() && !to_peers {
-                continue;
-            }
-            let slot = if link.peer.is_some() {
-                &mut peer_frame
-            } else {
-                &mut client_frame
-            };
-            if slot.is_none() {
-                let encoded = if link.peer.is_some() {
-                    encode_to_bytes(&PeerFrame::Change(fan.notification.clone()), max_frame)
-                } else {
-                    encode_to_bytes(&ServerFrame::Notify(fan.notification.clone()), max_frame)
-                };
-                match encoded {
-                    Ok(f) => *slot = Some(f),
-                    Err(e) => {
-                        // Rows are limited well below the frame size (config validation), so
-                        // this is a bug, not input: say so loudly rather than drop silently.
-                        tracing::error!(error = %e, "notification does not fit a frame; not delivered");
-                        return;
-                    }
-                }
-            }
-            let Some(frame) = slot.clone() else { continue };
-            if link.peer.is_none() {
-                Counters::bump(&self.counters.notifications);
-            }
-            if link.outbox.push_notification(frame).is_err() && !link.lagged {
-                link.lagged = true;
-                Counters::bump(&self.counters.slow_consumers);
-                let what = if link.peer.is_some() {
-                    "peer node"
-                } else {
-                    "client"
-                };
-                tracing::warn!(%id, remote = ?link.conn.as_ref().map(|c| c.remote_address()),
-                    "{what} reads its notifications too slowly; disconnecting it");
-                if let Some(conn) = &link.conn {
-                    conn.close(
-                        CloseCode::SlowConsumer.to_u32().into(),
-                        b"slow consumer: notification queue full",
-                    );
-                }
-            }
-        }
-    }
-
-    /// Clients connected here and served here: not peers' stand-ins, not a migrating
-    /// client that has not arrived, not one handed over whose old link lingers.
-    fn local_clients(&self) -> Vec<ClientId> {
-        let mut v: Vec<ClientId> = self
-            .links
-            .iter()
-            .filter(|(id, l)| l.peer.is_none() && l.conn.is_some() && !self.moved.contains_key(id))
-            .map(|(id, _)| *id)
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// Clients with a connection here (not peers' stand-ins, not a migrating client that has
-    /// not arrived, not the admin key observer): what load reports and placement count.
-    fn connected_clients(&self) -> usize {
-        self.links
-            .values()
-            .filter(|l| l.peer.is_none() && l.conn.is_some())
-            .count()
-    }
-
-    /// Local clients (not peers) subscribed to changes of `owner`'s row under `key`.
-    fn local_subscribers(&self, key: &Key, owner: ClientId) -> Vec<ClientId> {
-        self.store
-            .subscribers(key, owner)
-            .into_iter()
-            .filter(|c| self.links.get(c).is_some_and(|l| l.peer.is_none()))
-            .collect()
-    }
-
-    /// Sends a frame to every peer.
-    fn broadcast(&self, frame: &PeerFrame, max_frame: usize) {
-        if self.peers.is_empty() {
-            return;
-        }
-        match encode_to_bytes(frame, max_frame) {
-            Ok(bytes) => {
-                for p in self.peers.values() {
-                    p.outbox.push_response(bytes.clone());
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "peer message does not fit a frame"),
-        }
-    }
-
-    /// Tells peers about primaries that became held or unheld here, and withdraws interest
-    /// no local client has any more (changes flow only where they are wanted, §3.5).
-    fn flush_holds(&mut self, max_frame: usize) {
-        for (primary, held) in self.store.take_hold_changes() {
-            tracing::debug!(%primary, held, peers = self.peers.len(), "holds changed; telling peers");
-            self.broadcast(&PeerFrame::Holds { primary, held }, max_frame);
-        }
-        let dropped = self.store.take_interest_dropped();
-        if !dropped.is_empty() {
-            self.broadcast(&PeerFrame::Unsubscribe { keys: dropped }, max_frame);
-        }
-    }
-
-    /// Rewrites this node's `cloud.nodes/0` row (state, host flag, addresses).
-    fn write_node_record(&mut self, cfg: &NodeConfig) {
-        let me = self.members.me().clone();
-        let record = NodeRecord {
-            name: me.name.clone(),
-            id: me.id.to_string(),
-            addresses: me.addrs.iter().map(|a| a.to_string()).collect(),
-            state: me.state.as_str().into(),
-            host: self.members.host() == me.id,
-        };
-        let json = serde_json::to_vec(&record).unwrap_or_default();
-        match self.store.post(
-            self.system,
-            Key::new("cloud.nodes", 0),
-            Bytes::from(json),
-            now_ms(),
-        ) {
-            Ok((_, fan)) => {
-                self.deliver(fan, cfg.max_frame, true);
-                self.flush_holds(cfg.max_frame);
-            }
-            Err(e) => tracing::warn!(error = %e, "could not write cloud.nodes/0"),
-        }
-    }
-
-    /// Recomputes the host; on a change logs `HostChanged` and updates the node record.
-    fn check_host(&mut self, cfg: &NodeConfig) {
-        let host = self.members.host();
-        if host != self.host {
-            Counters::bump(&self.counters.host_changes);
-            let new_name = self
-                .members
-                .get(host)
-                .map_or_else(|| host.to_string(), |m| m.name.clone());
-            tracing::info!(old = %self.host_name, new = %new_name, old_id = %self.host, new_id = %host, "host changed");
-            let _ = self.events.send(MeshEvent::HostChanged {
-                old: self.host,
-                new: host,
-            });
-            self.adopt_host();
-            self.write_node_record(cfg);
-        }
-    }
-
-    /// Takes the computed host as the current one without announcing a change (at start and
-    /// when joining: the mesh's host did not change because this node arrived).
-    fn adopt_host(&mut self) {
-        self.host = self.members.host();
-        self.host_name = self
-            .members
-            .get(self.host)
-            .map_or_else(|| self.host.to_string(), |m| m.name.clone());
-    }
-}
-
-/// A get this node sent to a peer, waiting for its answer.
-#[derive(Debug)]
-struct PendingGet {
-    node: NodeId,
-    tx: oneshot::Sender<Option<GetPage>>,
-}
-
-/// State shared by the accept loop, every connection task and every peer link.
-#[derive(Debug)]
-struct Shared {
-    id: NodeId,
-    config: NodeConfig,
-    hub: Mutex<Hub>,
-    /// To dial peers from the same UDP port.
-    endpoint: quinn::Endpoint,
-    /// Client config for peer links; `Some` only with a mesh secret.
-    peer_client: Option<quinn::ClientConfig>,
-    auth_limiter: AuthLimiter,
-    /// Ids for gets sent to peers.
-    next_request: AtomicU64,
-    /// Gets sent to peers, by id.
-    pending: Mutex<HashMap<u64, PendingGet>>,
-    /// Flips to true at shutdown; background tasks stop.
-    shutdown: watch::Receiver<bool>,
-    /// Client requests handled since start (for msgs/s in load reports).
-    requests: AtomicU64,
-    /// Metric counters, bumped where things happen (relaxed atomics, no lock).
-    counters: Arc<Counters>,
-    /// Admin commands sent to peers, waiting for their replies (§7 forwarding).
-    admin_calls: Mutex<HashMap<u64, admin::PendingCall>>,
-    /// When the node started, for `status`'s uptime.
-    started: std::time::Instant,
-    /// Certificate fingerprint, for `status`.
-    fingerprint: String,
-    /// Set while an admin-started drain runs, so a second one is refused, not doubled.
-    drain_running: std::sync::atomic::AtomicBool,
-}
-
-impl Shared {
-    fn hub(&self) -> MutexGuard<'_, Hub> {
-        // A panic while holding the lock is a bug already reported by the panic itself;
-        // the store's own invariants hold between operations, so keep serving.
-        self.hub.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn pending(&self) -> MutexGuard<'_, HashMap<u64, PendingGet>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn admin_calls(&self) -> MutexGuard<'_, HashMap<u64, admin::PendingCall>> {
-        self.admin_calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-}
-
-/// Milliseconds since the Unix epoch, for `updated_at_ms`.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A running node.
@@ -486,7 +134,7 @@ impl Node {
             Some(_) => Some(transport::client_config(
                 &Trust::InsecureDevOnly,
                 ALPN_PEER,
-                config.timing,
+                peer_timing(config.timing),
             )?),
             None => None,
         };
@@ -499,45 +147,65 @@ impl Node {
         );
         let system = ClientId::random();
         store.add_system_client(system);
+        let addrs = if config.advertise.is_empty() {
+            vec![local]
+        } else {
+            config.advertise.clone()
+        };
+        // For clients: what the operator said, else the public ones among the advertised;
+        // none (clients then use the advertised ones) when the mesh is on a private network.
+        let client_addrs = if config.advertise_client.is_empty() {
+            addrs
+                .iter()
+                .copied()
+                .filter(|a| transport::is_public(a.ip()))
+                .collect()
+        } else {
+            config.advertise_client.clone()
+        };
         let me = MemberInfo {
             id,
             name: config.name.clone(),
-            addrs: if config.advertise.is_empty() {
-                vec![local]
-            } else {
-                config.advertise.clone()
-            },
-            join_seq: if config.join.is_empty() { 0 } else { UNJOINED },
-            state: if config.join.is_empty() {
-                NodeState::Active
-            } else {
-                NodeState::Joining
-            },
+            addrs,
+            join_seq: UNJOINED,
+            state: NodeState::Joining,
             fingerprint: crate::transport::parse_fingerprint(&fingerprint).unwrap_or([0; 32]),
+            client_addrs,
         };
+        let swim_config = SwimConfig::for_links(
+            config.timing.idle_timeout,
+            config.timing.keep_alive,
+            config.max_peers,
+        );
+        let swim = Swim::new(me, swim_config, Instant::now(), now_ms(), rand::random())
+            .map_err(|e| ConfigError(format!("membership: {e}")))?;
         let counters = Arc::new(Counters::default());
         let mut hub = Hub {
             store,
             links: HashMap::new(),
             system,
-            members: Membership::new(me),
+            swim,
             peers: HashMap::new(),
             holders: HashMap::new(),
             mirror: HashMap::new(),
-            host: id,
-            host_name: String::new(),
+            host_name: config.name.clone(),
+            adopting_host: false,
+            datagrams: HashMap::new(),
+            dials: HashMap::new(),
+            gossip_wakes_at: None,
+            resync: HashMap::new(),
+            departed: Vec::new(),
             local_addr: local,
             events: broadcast::channel(1024).0,
             counters: counters.clone(),
             loads: HashMap::new(),
             tickets: crate::mesh::TicketBook::default(),
             zones: None,
-            moved: HashMap::new(),
             positions: HashMap::new(),
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
+            resume: handoff::ResumeBook::new(resume_key(&config)),
         };
-        hub.adopt_host();
         hub.write_node_record(&config);
         hub.store.take_hold_changes();
 
@@ -557,18 +225,26 @@ impl Node {
             admin_calls: Mutex::new(HashMap::new()),
             started: std::time::Instant::now(),
             fingerprint: fingerprint.clone(),
-            drain_running: std::sync::atomic::AtomicBool::new(false),
+            drain_running: AtomicBool::new(false),
+            quiet: quiet::Quiet::default(),
+            gossip_wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            left: AtomicBool::new(false),
         });
         let accept = tokio::spawn(accept_loop(shared.clone(), endpoint, shutdown_rx));
         tracing::info!(node = %shared.config.name, id = %id, listen = %local, %fingerprint,
             generated_cert = identity.generated, cert = %identity.cert_path.display(), "node serving");
-        if !shared.config.join.is_empty() {
-            peer::join(&shared).await;
-            tokio::spawn(peer::rejoin_loop(shared.clone()));
+        tokio::spawn(peer::gossip_loop(shared.clone()));
+        if shared.config.join.is_empty() {
+            gossip::found(&shared);
+        } else {
+            tokio::spawn(peer::seed_loop(shared.clone()));
+            wait_joined(&shared).await;
         }
         tokio::spawn(load::refresh_loop(shared.clone()));
         tokio::spawn(rebalance::host_loop(shared.clone()));
         tokio::spawn(zones::host_loop(shared.clone()));
+        tokio::spawn(quiet_loop(shared.clone()));
         Ok(Node {
             shared,
             shutdown,
@@ -620,14 +296,14 @@ impl Node {
             let hub = self.shared.hub();
             let stats = hub.store.stats();
             let load = hub.loads.get(&self.shared.id).copied();
-            let is_host = hub.members.host() == self.shared.id;
+            let is_host = hub.swim.host() == self.shared.id;
             let gauges = [
                 ("clients", hub.connected_clients() as f64),
                 ("rows", stats.rows as f64),
                 ("bytes", stats.data_bytes as f64),
                 ("subscriptions", stats.subscriptions as f64),
                 ("peers", hub.peers.len() as f64),
-                ("members", hub.members.all().len() as f64),
+                ("members", hub.members().all().len() as f64),
                 ("is_host", if is_host { 1.0 } else { 0.0 }),
                 (
                     "migrations.in_flight",
@@ -648,7 +324,7 @@ impl Node {
             }
             for (id, link) in &hub.peers {
                 let name = hub
-                    .members
+                    .members()
                     .get(*id)
                     .map_or_else(|| id.to_string(), |m| m.name.clone());
                 out.push(Sample::new(
@@ -673,18 +349,23 @@ impl Node {
 
     /// Every member this node knows, itself included, oldest first.
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.shared.hub().members.all()
+        self.shared.hub().members().all()
     }
 
     /// The host as this node sees it.
     pub fn host(&self) -> NodeId {
-        self.shared.hub().members.host()
+        self.shared.hub().swim.host()
     }
 
-    /// Moves a client connected here to node `to`, make-before-break (§6.1). Returns once
+    /// Moves a client connected here to node `to`, make-before-break. Returns once
     /// the session is handed over, or with why not (then the client stays here, unharmed).
     pub async fn migrate(&self, client: ClientId, to: NodeId) -> Result<(), MigrateError> {
         migrate::migrate(&self.shared, client, to).await
+    }
+
+    /// Sessions kept here for clients that lost their connection (waiting to resume).
+    pub fn suspended(&self) -> Vec<ClientId> {
+        self.shared.hub().suspended_clients()
     }
 
     /// Clients connected to this node (not counting peers), by id.
@@ -692,7 +373,7 @@ impl Node {
         self.shared.hub().local_clients()
     }
 
-    /// Drains this node (§6.2): it turns Draining mesh-wide (no new placements; host duties
+    /// Drains this node: it turns Draining mesh-wide (no new placements; host duties
     /// pass on), moves its clients to placement-chosen nodes, `drain_batch` at a time,
     /// and ends Drained. Returns how many clients moved.
     pub async fn drain(&self) -> Result<usize, DrainError> {
@@ -701,11 +382,11 @@ impl Node {
 
     /// Returns a draining or drained node to service (Active).
     pub fn undrain(&self) {
-        drain::set_state(&self.shared, NodeState::Active);
+        gossip::set_state(&self.shared, NodeState::Active);
     }
 
     /// Where this node would place a client with these RTTs and position, with every
-    /// candidate's score (`Decision::explain` renders the table; §5 `place --explain`).
+    /// candidate's score (`Decision::explain` renders the table; `cloudctl place --explain`).
     pub fn place_explain(
         &self,
         rtts: &[crate::proto::NodeRtt],
@@ -715,7 +396,7 @@ impl Node {
         place::decide(&hub, &self.shared, rtts, position)
     }
 
-    /// Runs one rebalance round now, as the host would (§6.3 `cloudctl rebalance`): returns
+    /// Runs one rebalance round now, as the host would (`cloudctl rebalance`): returns
     /// the move it asked for, `None` when the mesh is within the threshold.
     pub fn rebalance(&self) -> Option<(NodeId, NodeId, u32)> {
         rebalance::round(&self.shared)
@@ -729,7 +410,7 @@ impl Node {
 
     /// This node's lifecycle state.
     pub fn state(&self) -> NodeState {
-        self.shared.hub().members.me().state
+        self.shared.hub().members().me().state
     }
 
     /// Mesh events from now on (peer up/lost, host changes). A receiver that falls more than
@@ -769,7 +450,95 @@ impl Node {
 
     /// Stops accepting, closes every client and peer with `Shutdown` and the given reason,
     /// and waits (bounded) for the close to reach them.
+    /// Leaves the mesh cleanly, without stopping: drains the node first unless configured
+    /// not to (its clients move to other nodes make-before-break, for at most
+    /// `stop_timeout`), deletes the rows of any client still here with reason `NodeLeft`,
+    /// and tells every member it is leaving (they drop it at once, not as lost). The admin
+    /// socket can still watch it meanwhile. [`Node::shutdown`] does this first when it has
+    /// not been done.
+    ///
+    /// A second call (after the first was given up, say on a second signal) skips the drain.
+    pub async fn leave(&self) {
+        let shared = &self.shared;
+        let cfg = &shared.config;
+        let first = !shared
+            .stopping
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        let clients = shared.hub().local_clients().len();
+        if first && cfg.drain_on_stop && clients > 0 {
+            tracing::info!(clients, timeout = ?cfg.stop_timeout, "stopping: draining first");
+            match tokio::time::timeout(cfg.stop_timeout, drain::drain(shared)).await {
+                Ok(Ok(moved)) => tracing::info!(moved, "drained"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "drain at stop did not finish"),
+                Err(_) => tracing::warn!(timeout = ?cfg.stop_timeout,
+                    "drain at stop took longer than the stop timeout; disconnecting the rest"),
+            }
+        }
+        self.depart().await;
+    }
+
+    /// Tells the mesh this node is leaving, now: the rows of clients still here are deleted
+    /// as `NodeLeft`, and every member learns it leaves. Once.
+    async fn depart(&self) {
+        let shared = &self.shared;
+        let cfg = &shared.config;
+        if shared.left.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        {
+            let mut hub = shared.hub();
+            let mut stayed = hub.local_clients();
+            // Sessions kept for clients that lost their connection go too: this node will
+            // not be here for them to resume.
+            for client in hub.suspended_clients() {
+                hub.links.remove(&client);
+                stayed.push(client);
+            }
+            let now = now_ms();
+            for client in &stayed {
+                let fans = hub
+                    .store
+                    .remove_client(*client, DeleteReason::NodeLeft, now);
+                for fan in fans {
+                    hub.deliver(fan, cfg.max_frame, true);
+                }
+            }
+            hub.flush_holds(cfg.max_frame);
+            if !stayed.is_empty() {
+                tracing::info!(
+                    clients = stayed.len(),
+                    "rows of clients still here deleted as node_left"
+                );
+            }
+        }
+        gossip::leave(shared);
+        // The leave goes out as datagrams on the links; give them a moment before the
+        // connections close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Stops accepting, closes every client and peer with `Shutdown` and the given reason,
+    /// and waits (bounded) for the close to reach them. Leaves the mesh cleanly first
+    /// ([`Node::leave`]) unless that was done.
     pub async fn shutdown(self, reason: &str) {
+        self.leave().await;
+        self.close(reason).await;
+    }
+
+    /// Stops at once, without draining or telling the mesh: to the other nodes it is a
+    /// crash, noticed by the membership protocol (its rows are deleted there as `NodeLost`).
+    /// For a supervisor that must stop now, and for tests of what a crash does.
+    pub async fn abort(self, reason: &str) {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared
+            .left
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.close(reason).await;
+    }
+
+    async fn close(self, reason: &str) {
         let _ = self.shutdown.send(true);
         self.shared
             .endpoint
@@ -785,6 +554,21 @@ impl Node {
     }
 }
 
+impl MeshView for Node {
+    fn id(&self) -> NodeId {
+        Node::id(self)
+    }
+    fn host(&self) -> NodeId {
+        Node::host(self)
+    }
+    fn members(&self) -> Vec<MemberInfo> {
+        Node::members(self)
+    }
+    fn events(&self) -> broadcast::Receiver<MeshEvent> {
+        Node::events(self)
+    }
+}
+
 impl MetricSource for Node {
     fn sample(&self) -> Vec<Sample> {
         self.metrics()
@@ -797,6 +581,33 @@ fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .downcast::<quinn::crypto::rustls::HandshakeData>()
         .ok()?
         .protocol
+}
+
+/// Waits (bounded) until the membership protocol has given this node its place: through a
+/// member at a join address, or as the founder of a mesh when none answers. Callers get a
+/// node that is part of a mesh, as they did when joining was a blocking dial.
+async fn wait_joined(shared: &Shared) {
+    let bound = Duration::from_secs(12);
+    let start = tokio::time::Instant::now();
+    while !shared.hub().swim.is_joined() {
+        if start.elapsed() > bound {
+            tracing::warn!("not part of a mesh yet; going on and joining in the background");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reports the summaries of log lines counted rather than logged, window by window.
+async fn quiet_loop(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        shared.quiet.flush();
+    }
 }
 
 async fn accept_loop(
@@ -822,10 +633,34 @@ async fn accept_loop(
                     if alpn(&conn).as_deref() == Some(ALPN_PEER) {
                         peer::accept(shared, conn).await;
                     } else {
-                        conn::serve(shared, conn).await;
+                        client::serve(shared, conn).await;
                     }
                 });
             }
         }
+    }
+}
+
+/// The key resume tokens are signed with: the mesh secret, so any node of the mesh checks
+/// them; a node alone signs with a random key of this run (its sessions end with it).
+fn resume_key(config: &NodeConfig) -> crate::mesh::MeshSecret {
+    if let Some(secret) = &config.secret {
+        return secret.clone();
+    }
+    let mut key = vec![0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    // 32 random bytes always make a valid secret; the fallback is never reached.
+    crate::mesh::MeshSecret::new(key).unwrap_or_else(|_| unreachable!())
+}
+
+/// The timing of links this node dials to peers: the same idle timeout, keep-alives a third
+/// of it (two may be lost before the link times out). Peer links need keep-alives only to
+/// notice a dead link while its node lives (the membership protocol notices dead nodes),
+/// so they need not come as often as clients' do, which are dozens of packets a second on
+/// every node of a large mesh.
+fn peer_timing(timing: transport::Timing) -> transport::Timing {
+    transport::Timing {
+        keep_alive: (timing.idle_timeout / 3).max(timing.keep_alive),
+        ..timing
     }
 }

@@ -1,10 +1,11 @@
-//! Placement at the node (§5): every node routes. Candidates are the mesh's members with the
+//! Requests layer: placement at the node, a pure read of the hub. Every node routes. Candidates are the mesh's members with the
 //! load they last reported; the client adds the RTTs it measured and its position. A better
 //! node means a `Redirect` carrying a ticket the target honours without redirecting again.
 
 use std::time::Duration;
 
-use super::{now_ms, Hub, Shared};
+use super::hub::{now_ms, Hub};
+use super::shared::Shared;
 use crate::mesh::issue_ticket;
 use crate::placement::{score, verdict, Candidate, Decision, Verdict};
 use crate::proto::{ClientId, NodeRtt, Placement, Position};
@@ -20,9 +21,9 @@ pub(super) fn decide(
     position: Option<Position>,
 ) -> Decision {
     let cfg = &shared.config;
-    let live_clients = hub.links.values().filter(|l| l.peer.is_none()).count();
+    let live_clients = hub.links.values().filter(|l| !l.kind.is_peer()).count();
     let candidates: Vec<Candidate> = hub
-        .members
+        .members()
         .all()
         .into_iter()
         .filter_map(|m| {
@@ -71,14 +72,14 @@ pub(super) fn placement(
     let Verdict::Move(target) = verdict(shared.id, decision, &shared.config.placement) else {
         return Placement::Stay;
     };
-    let (Some(secret), Some(member)) = (&shared.config.secret, hub.members.get(target)) else {
+    let (Some(secret), Some(member)) = (&shared.config.secret, hub.members().get(target)) else {
         return Placement::Stay;
     };
     let expires = now_ms() + TICKET_LIFETIME.as_millis() as u64;
     Placement::Redirect {
         node: target,
         name: member.name.clone(),
-        addrs: member.addrs.clone(),
+        addrs: member.addrs_for_clients().to_vec(),
         ticket: issue_ticket(secret, ticket_client, target, expires),
         fingerprint: member.fingerprint,
     }

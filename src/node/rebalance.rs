@@ -1,4 +1,4 @@
-//! Rebalancing (§6.4): the host compares the Active nodes' loads and, when the busiest and
+//! Service: rebalancing. The host compares the Active nodes' loads and, when the busiest and
 //! the idlest differ by more than the threshold, asks the busiest to move a bounded number
 //! of clients to the idlest (make-before-break migrations). A joining node thus takes load
 //! from overloaded ones (seed 002). Host duties are idempotent: two hosts during a split
@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use super::{migrate, Shared};
+use super::migrate;
+use super::shared::Shared;
 use crate::proto::{encode_to_bytes, NodeId, NodeState, PeerFrame};
 
 /// The move one round would make: (from, to, count), or `None` within the threshold.
@@ -15,7 +16,7 @@ pub(super) fn plan(shared: &Shared) -> Option<(NodeId, NodeId, u32)> {
     let hub = shared.hub();
     let live = u32::try_from(hub.connected_clients()).unwrap_or(u32::MAX);
     let mut nodes: Vec<(NodeId, u32, u32)> = hub
-        .members
+        .members()
         .all()
         .into_iter()
         .filter(|m| m.state == NodeState::Active)
@@ -72,7 +73,7 @@ pub(super) async fn host_loop(shared: Arc<Shared>) {
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let is_host = shared.hub().members.host() == shared.id;
+        let is_host = shared.hub().members().host() == shared.id;
         if is_host {
             round(&shared);
         }

@@ -1,4 +1,4 @@
-//! Zones (§5): the host assigns the world grid's cells to Active nodes (balanced by load,
+//! Service: zones. The host assigns the world grid's cells to Active nodes (balanced by load,
 //! stable over time), publishes the map in `cloud.zones/0` and to every peer, and a client
 //! whose reported position goes deep enough into another node's cell is handed over there
 //! (the margin keeps a client walking along a border from going back and forth).
@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{migrate, now_ms, Hub, Shared};
+use super::hub::{now_ms, Hub};
+use super::migrate;
+use super::request::Effect;
+use super::shared::Shared;
+use crate::mesh::MeshEvent;
 use crate::placement::{assign, ZoneMap};
-use crate::proto::{ClientId, Key, NodeId, NodeState, PeerFrame, Position};
+use crate::proto::{ClientId, Key, NodeId, NodeState, PeerFrame};
 
 /// How often the host reconsiders the zone map.
 const ASSIGN_INTERVAL: Duration = Duration::from_millis(500);
@@ -23,7 +27,7 @@ fn adopt(hub: &mut Hub, map: ZoneMap) -> bool {
         .is_none_or(|cur| map.epoch > cur.epoch || (map.epoch == cur.epoch && map != *cur));
     if newer {
         hub.zones = Some(map);
-        let _ = hub.events.send(super::MeshEvent::ZonesChanged);
+        let _ = hub.events.send(MeshEvent::ZonesChanged);
     }
     newer
 }
@@ -47,10 +51,10 @@ pub(super) async fn host_loop(shared: Arc<Shared>) {
     loop {
         {
             let mut hub = shared.hub();
-            if hub.members.host() == shared.id {
+            if hub.members().host() == shared.id {
                 let live = hub.connected_clients() as f64;
                 let nodes: Vec<(NodeId, f64)> = hub
-                    .members
+                    .members()
                     .all()
                     .into_iter()
                     .filter(|m| m.state == NodeState::Active)
@@ -110,21 +114,18 @@ fn publish(hub: &mut Hub, shared: &Shared, map: ZoneMap) {
     }
 }
 
-/// Where a client at `position` should go, if its zone belongs to another Active node and
-/// it is deeper than the margin inside it.
-pub(super) fn handover_target(hub: &Hub, shared: &Shared, position: Position) -> Option<NodeId> {
-    let config = shared.config.zones.as_ref()?;
-    let map = hub.zones.as_ref()?;
-    let target = map.handover(shared.id, position.x, position.y, config.margin)?;
-    let active = hub
-        .members
-        .get(target)
-        .is_some_and(|m| m.state == NodeState::Active);
-    (active && hub.peers.contains_key(&target)).then_some(target)
+/// Starts what a request asked of the node beyond the store: a zone handover.
+pub(super) fn start(shared: &Arc<Shared>, effect: Effect) {
+    match effect {
+        Effect::None => {}
+        Effect::HandOver { client, to } => {
+            tokio::spawn(hand_over(shared.clone(), client, to));
+        }
+    }
 }
 
 /// Moves a client to its zone's owner (a make-before-break migration).
-pub(super) async fn hand_over(shared: Arc<Shared>, client: ClientId, target: NodeId) {
+async fn hand_over(shared: Arc<Shared>, client: ClientId, target: NodeId) {
     match migrate::migrate(&shared, client, target).await {
         Ok(()) => tracing::debug!(%client, %target, "zone handover done"),
         Err(e) => tracing::debug!(%client, %target, error = %e, "zone handover not done"),

@@ -1,4 +1,4 @@
-//! Placement as pure decisions (§5, §6.4): which node should serve a client, whether a client
+//! Placement as pure decisions: which node should serve a client, whether a client
 //! should move, and which node owns which cells of the world grid.
 //!
 //! Nothing here does IO, reads a clock or needs tokio: callers pass the candidates, loads,

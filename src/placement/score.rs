@@ -1,4 +1,4 @@
-//! Scoring candidate nodes for one client (§5). Lower is better.
+//! Scoring candidate nodes for one client. Lower is better.
 //!
 //! Each term is normalised to roughly 0..1 and multiplied by an operator-set weight, so the
 //! weights say directly how much one "unit" of each concern is worth against the others.

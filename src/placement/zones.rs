@@ -1,4 +1,4 @@
-//! Zones (§5): the world is a grid of cells, each owned by one node. The host computes the
+//! Zones: the world is a grid of cells, each owned by one node. The host computes the
 //! map with [`assign`] and publishes it under `cloud.zones/0`; every node reads it to place
 //! clients near their cell's owner and to hand over clients that walk into another node's
 //! territory ([`ZoneMap::handover`]).
@@ -101,7 +101,7 @@ pub struct Cell {
 /// Invariant (checked by [`ZoneMap::validate`], which deserialization runs, and kept by
 /// [`assign`]): a valid grid and exactly `width × height` owners.
 ///
-/// The JSON form is meant for any client to read (§3.4): node ids are hex strings as in
+/// The JSON form is meant for any client to read: node ids are hex strings as in
 /// `cloud.nodes`, listed once, and each cell names its owner by index into that list:
 ///
 /// ```json

@@ -1,4 +1,4 @@
-//! Length-prefixed postcard framing (§2): `u32` big-endian payload length, then the payload.
+//! Length-prefixed postcard framing: `u32` big-endian payload length, then the payload.
 //!
 //! Decoding is check-then-parse: the length is checked against the maximum before anything
 //! is buffered for it, and the buffer only ever grows by what actually arrived, so a length
@@ -142,6 +142,18 @@ pub struct FrameReader<R> {
     decoder: FrameDecoder,
 }
 
+impl<R> FrameReader<R> {
+    /// Bytes received and not yet handed out as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes the read buffer has room for: what this reader costs in memory.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps `inner`, accepting payloads up to `max` bytes.
     pub fn new(inner: R, max: usize) -> Self {
@@ -154,8 +166,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The next frame, or `None` at a clean end of stream (between frames).
     pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, CodecError> {
+        self.next_within(self.decoder.max).await
+    }
+
+    /// Like [`FrameReader::next`], with a lower limit for this one frame: for a step of a
+    /// protocol whose frames are small (the mesh authentication reads its 33-byte frames with
+    /// the reader it then reads peer frames with), so that a peer cannot make the reader wait
+    /// for, and buffer, a frame as big as later steps allow.
+    pub async fn next_within<T: DeserializeOwned>(
+        &mut self,
+        max: usize,
+    ) -> Result<Option<T>, CodecError> {
+        let decoder = FrameDecoder::new(max.min(self.decoder.max));
         loop {
-            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+            if let Some(frame) = decoder.decode(&mut self.buf)? {
                 return Ok(Some(frame));
             }
             // Read at most what is there; never reserve the claimed frame length.
@@ -300,6 +324,31 @@ mod tests {
             &out[..],
             b"keep",
             "a failed encode leaves earlier frames intact"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lower_limit_for_one_frame_refuses_a_big_prefix_without_waiting() {
+        // A 2 KiB frame announced on a stream that stays open: within the reader's limit,
+        // over the step's.
+        let (mut peer, stream) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut peer, &2048u32.to_be_bytes())
+            .await
+            .expect("write");
+        let mut reader = FrameReader::new(stream, 1 << 20);
+        let err = reader
+            .next_within::<ClientFrame>(1024)
+            .await
+            .expect_err("refused from the prefix");
+        assert!(
+            matches!(
+                err,
+                CodecError::TooLarge {
+                    len: 2048,
+                    max: 1024
+                }
+            ),
+            "{err}"
         );
     }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::NodeId;
 
 /// An error a node returns for a request. Every rejection is one of these: nothing is
-/// silently dropped (§2, §3.6).
+/// silently dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum WireError {
     /// The caller's stored bytes would exceed its quota.
@@ -107,6 +107,41 @@ pub enum WireError {
         /// The limit.
         max: u32,
     },
+    /// A query is malformed or over a bound (syntax, nesting, sizes, a cursor of another
+    /// query's shape); the reason names the problem.
+    #[error("invalid query: {reason}")]
+    InvalidQuery {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A resume was refused; the session cannot be taken back with this token.
+    #[error("resume refused: {0}")]
+    ResumeRefused(ResumeRefusal),
+}
+
+/// Why a resume token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ResumeRefusal {
+    /// Not a token of this mesh (forged, damaged, or from another mesh).
+    #[error("the token is not valid for this mesh")]
+    Invalid,
+    /// Issued to another client id than the one presented.
+    #[error("the token belongs to another client")]
+    WrongClient,
+    /// An older token of the session, or one already used.
+    #[error("the token was already used")]
+    Used,
+    /// The session's grace period ended; its rows were deleted.
+    #[error("the session expired")]
+    Expired,
+    /// The session is not known where the token says it is (the node restarted or is
+    /// gone, or the session ended).
+    #[error("the session is gone")]
+    Gone,
+    /// This node keeps no sessions (resume grace 0, or not part of a mesh for a token
+    /// from another node).
+    #[error("this node does not resume sessions")]
+    Disabled,
 }
 
 /// QUIC application close codes. The reason phrase carries the human text.
@@ -123,7 +158,7 @@ pub enum CloseCode {
     UnsupportedVersion = 3,
     /// The node is shutting down.
     Shutdown = 4,
-    /// The client did not read its notifications fast enough (§2 slow consumer).
+    /// The client did not read its notifications fast enough (slow consumer).
     SlowConsumer = 5,
     /// The client kept sending far over its rate limit.
     Flood = 6,
@@ -131,11 +166,19 @@ pub enum CloseCode {
     ServerFull = 7,
     /// Authentication or class token failed.
     Forbidden = 8,
+    // New codes go last.
+    /// The client's signed token expired (its `exp` passed): connect again with a new one.
+    TokenExpired = 9,
+    /// The client did not follow a `Migrate` instruction in time (a drain cannot wait for
+    /// it): its session is suspended, to be resumed on another node.
+    MigrateIgnored = 10,
+    /// Another connection resumed this session.
+    Superseded = 11,
 }
 
 impl CloseCode {
     /// All codes, for mapping numbers back.
-    const ALL: [CloseCode; 9] = [
+    const ALL: [CloseCode; 12] = [
         CloseCode::Normal,
         CloseCode::Protocol,
         CloseCode::FrameTooLarge,
@@ -145,6 +188,9 @@ impl CloseCode {
         CloseCode::Flood,
         CloseCode::ServerFull,
         CloseCode::Forbidden,
+        CloseCode::TokenExpired,
+        CloseCode::MigrateIgnored,
+        CloseCode::Superseded,
     ];
 
     /// The code as sent in a QUIC CONNECTION_CLOSE.
@@ -155,5 +201,22 @@ impl CloseCode {
     /// Maps a received code back; unknown codes give `None`.
     pub fn from_u32(code: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.to_u32() == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_map_back_and_keep_their_numbers() {
+        for code in CloseCode::ALL {
+            assert_eq!(CloseCode::from_u32(code.to_u32()), Some(code));
+        }
+        // Numbers are the wire: a code keeps its number, new ones come after.
+        assert_eq!(CloseCode::Forbidden.to_u32(), 8);
+        assert_eq!(CloseCode::TokenExpired.to_u32(), 9);
+        assert_eq!(CloseCode::MigrateIgnored.to_u32(), 10);
+        assert_eq!(CloseCode::from_u32(12), None);
     }
 }

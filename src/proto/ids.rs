@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::MAX_PRIMARY_LEN;
 
 /// Names a client session mesh-wide. Random, so two nodes never hand out the same id, and it
-/// names the session rather than the link, so it survives migration (§3.1).
+/// names the session rather than the link, so it survives migration.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ClientId(pub u64);
 
@@ -40,7 +40,7 @@ impl FromStr for ClientId {
     }
 }
 
-/// Names one run of a node: random 128 bits per start (§4).
+/// Names one run of a node: random 128 bits per start.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeId(pub u128);
 
@@ -81,7 +81,7 @@ pub enum ParseKeyError {
     BadClientId(String),
 }
 
-/// A row's key: `(primary, secondary)`, ordered by primary then secondary (§3.1).
+/// A row's key: `(primary, secondary)`, ordered by primary then secondary.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Key {
     /// 1..=255 bytes of UTF-8, e.g. `players`.
@@ -99,7 +99,7 @@ impl Key {
         }
     }
 
-    /// Checks the length rule of §3.1.
+    /// Checks the length rule.
     pub fn validate(&self) -> Result<(), ParseKeyError> {
         validate_primary(&self.primary)
     }
@@ -170,7 +170,7 @@ impl KeySpec {
         self.primary == key.primary && self.secondary.is_none_or(|s| s == key.secondary)
     }
 
-    /// Checks the length rule of §3.1.
+    /// Checks the length rule.
     pub fn validate(&self) -> Result<(), ParseKeyError> {
         validate_primary(&self.primary)
     }
@@ -212,7 +212,7 @@ impl FromStr for KeySpec {
     }
 }
 
-/// Where the next page of a get starts: just after this `(key, owner)` (§3.3 continuation).
+/// Where the next page of a get starts: just after this `(key, owner)` (continuation).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub struct Cursor {
     /// Key of the last row returned.

@@ -5,7 +5,7 @@
 //! [`ClientFrame::Request`]s, many in flight at once, and the node answers each with a
 //! [`ServerFrame::Response`] carrying the same id, interleaved with
 //! [`ServerFrame::Notify`] for subscribed changes. Everything travels on that one ordered
-//! stream, which is what makes get+subscribe atomic and per-row order hold (§3.2).
+//! stream, which is what makes get+subscribe atomic and per-row order hold.
 //!
 //! Field order matters for postcard: new fields go at the end of a struct, and the version
 //! fields of [`Hello`] stay first so any version of the node can read them.
@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{ClientId, Cursor, Key, KeySpec, NodeId, WireError};
+use super::{ClientId, Cursor, Key, KeySpec, NodeId, QueryPage, RowQuery, WireError};
 
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub enum ClientFrame {
     },
 }
 
-/// The version handshake (§2).
+/// The version handshake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
     /// Lowest protocol version the client speaks.
@@ -38,18 +38,30 @@ pub struct Hello {
     pub max_version: u16,
     /// Capability bits the client understands (none defined yet; reserved for growth).
     pub capabilities: u64,
-    /// Client class for operator filter rules (§3.4); `None` is the class `default`.
+    /// Client class for operator filter rules; `None` is the class `default`.
     pub class: Option<String>,
     /// Secret proving membership of `class`, when the operator configured one for it.
     pub token: Option<String>,
-    /// Initial session blob (§3.2), same limit as [`Request::SetSession`].
+    /// Initial session blob, same limit as [`Request::SetSession`].
     pub session: Option<Bytes>,
     /// A redirect ticket from another node of the mesh: admit me here, under its client id.
     pub ticket: Option<Bytes>,
-    /// Round-trip times the client measured to nodes, for placement (§5).
+    /// Round-trip times the client measured to nodes, for placement.
     pub rtts: Vec<NodeRtt>,
     /// The client's position in the game world, for zone placement.
     pub position: Option<Position>,
+    /// Resume a suspended session instead of starting a new one.
+    pub resume: Option<ResumeRequest>,
+}
+
+/// A request to take back a session the client lost its connection to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRequest {
+    /// The session's client id.
+    pub client: ClientId,
+    /// The last resume token the session was given ([`Welcome::resume`]); each is honoured
+    /// once.
+    pub token: Bytes,
 }
 
 /// A round-trip time the client measured to a node.
@@ -70,7 +82,7 @@ pub struct Position {
     pub y: f32,
 }
 
-/// Where a client should be served (§5).
+/// Where a client should be served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Placement {
     /// Here is fine.
@@ -103,11 +115,12 @@ impl Hello {
             ticket: None,
             rtts: Vec::new(),
             position: None,
+            resume: None,
         }
     }
 }
 
-/// Operations a client can ask of its node (§3.2).
+/// Operations a client can ask of its node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Create or replace the caller's row under `key`.
@@ -150,9 +163,16 @@ pub enum Request {
         /// The client's position in the game world.
         position: Option<Position>,
     },
+    // New variants go last: postcard encodes the variant's index.
+    /// Rows whose data matches a query, mesh-wide, in the query's order. Answered with
+    /// [`Reply::Queried`].
+    Query(RowQuery),
+    /// Read this client's session blob (what the previous node or connection left).
+    /// Answered with [`Reply::Session`].
+    GetSession,
 }
 
-/// A get (§3.2).
+/// A get.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct GetQuery {
     /// Keys to read; each is one key or a whole primary.
@@ -200,6 +220,14 @@ pub enum Reply {
         /// Per-candidate scores, as an aligned table for humans.
         explain: String,
     },
+    // New variants go last: postcard encodes the variant's index.
+    /// Answer to [`Request::Query`].
+    Queried(QueryPage),
+    /// Answer to [`Request::GetSession`].
+    Session {
+        /// The blob (empty when none was set).
+        data: Bytes,
+    },
 }
 
 /// One page of a get's result.
@@ -213,7 +241,7 @@ pub struct GetPage {
     pub incomplete: Vec<NodeId>,
 }
 
-/// A stored row (§3.1).
+/// A stored row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {
     /// Where it is stored.
@@ -239,6 +267,12 @@ pub enum DeleteReason {
     Disconnected,
     /// The node holding it was lost from the mesh.
     NodeLost,
+    /// The node holding it left the mesh on purpose (it was stopped) with the row still on
+    /// it.
+    NodeLeft,
+    /// Its owner lost its connection and did not resume the session within the node's
+    /// resume grace period.
+    Expired,
 }
 
 /// A change pushed to subscribers.
@@ -300,6 +334,35 @@ pub struct Welcome {
     pub limits: LimitsInfo,
     /// Whether the client should move to a better node right away.
     pub placement: Placement,
+    /// How to take this session back after a lost connection; `None` when the node keeps
+    /// no session after a disconnect (its resume grace is 0).
+    pub resume: Option<ResumeOffer>,
+    /// Set when this welcome resumed a suspended session.
+    pub resumed: Option<ResumedInfo>,
+}
+
+/// What a client needs to resume its session after losing its connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeOffer {
+    /// A single-use token bound to the client id and the mesh (any node of the mesh checks
+    /// it); a new one comes with every welcome.
+    pub token: Bytes,
+    /// How long the node keeps the session after the connection is lost, milliseconds.
+    pub grace_ms: u64,
+}
+
+/// What a resume found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumedInfo {
+    /// The node the session was suspended on.
+    pub from: NodeId,
+    /// The highest request id the node had read from the lost connection: a request with a
+    /// higher id was never applied; one at or below it was (its answer follows the welcome
+    /// when the node still had it queued).
+    pub last_request: u64,
+    /// Whether notifications that fell into the gap were lost (too many to keep, or the
+    /// session moved nodes): the client should read its subscriptions again.
+    pub missed_lost: bool,
 }
 
 /// Frames a node sends to a client.
@@ -318,7 +381,7 @@ pub enum ServerFrame {
     },
     /// A subscribed change.
     Notify(Notification),
-    /// Move to another node (§6.1): connect there with the ticket while this connection
+    /// Move to another node: connect there with the ticket while this connection
     /// keeps working; this node hands the session over when the client arrives.
     Migrate {
         /// The target.
@@ -334,7 +397,7 @@ pub enum ServerFrame {
     },
 }
 
-/// A client session as it moves between nodes (§6.1): everything that makes it the same
+/// A client session as it moves between nodes: everything that makes it the same
 /// client on the target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
@@ -351,4 +414,41 @@ pub struct SessionState {
     /// The source's version clock: the target continues above it, so a row the client
     /// deleted there and creates again here still gets a higher version.
     pub clock: u64,
+    /// What its token grants, when it connected with one.
+    pub grant: Option<SessionGrant>,
+}
+
+/// What a client's signed token grants, as it moves with the session: the target enforces
+/// the same rights and ends the session at the same expiry without seeing the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionGrant {
+    /// The token's subject (`sub`).
+    pub subject: String,
+    /// When the token expires (its `exp`), milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// Its rights, claims filled in; `None` when the token had no `rights` claim (the
+    /// class's filters alone decide).
+    pub rights: Option<GrantRights>,
+}
+
+/// Key patterns a token grants, per operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRights {
+    /// Post and release.
+    pub post: Vec<KeyPattern>,
+    /// Get.
+    pub get: Vec<KeyPattern>,
+    /// Subscribe.
+    pub subscribe: Vec<KeyPattern>,
+}
+
+/// One granted key pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPattern {
+    /// The primary key, or the prefix of primaries when `prefix`.
+    pub primary: String,
+    /// Whether `primary` is a prefix.
+    pub prefix: bool,
+    /// One secondary key; `None` covers every secondary.
+    pub secondary: Option<u32>,
 }

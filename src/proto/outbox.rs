@@ -276,6 +276,13 @@ impl OutboxWriter {
 
     /// Writes queued frames to `out` until every [`Outbox`] is dropped or a write fails.
     pub async fn run<W: AsyncWrite + Unpin>(mut self, out: &mut W) -> std::io::Result<()> {
+        self.write_to(out).await
+    }
+
+    /// Like [`OutboxWriter::run`], but keeps the writer: after a failed write the frames
+    /// queued behind the one being written are still here, whole, for another connection
+    /// (a node keeps them for a client that resumes its session).
+    pub async fn write_to<W: AsyncWrite + Unpin>(&mut self, out: &mut W) -> std::io::Result<()> {
         let mut buf = BytesMut::with_capacity(INITIAL_CAPACITY);
         while self.take(&mut buf).await {
             out.write_all(&buf).await?;

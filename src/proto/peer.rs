@@ -1,4 +1,4 @@
-//! The peer protocol (ALPN `cloudmesh-peer/1`) spoken between nodes of one mesh (§3.5, §4).
+//! The peer protocol (ALPN `cloudmesh-peer/1`) spoken between nodes of one mesh.
 //!
 //! The dialing node opens one bidirectional stream. First the mutual authentication
 //! ([`AuthFrame`]s, nothing else is read before it succeeds), then [`PeerFrame`]s in both
@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ClientId, GetPage, GetQuery, KeySpec, NodeId, Notification, Reply, Request, SessionState,
-    WireError,
+    ClientId, GetPage, GetQuery, KeySpec, NodeId, Notification, Reply, Request, RowQuery,
+    SessionState, WireError,
 };
 use bytes::Bytes;
 
@@ -19,7 +19,7 @@ use bytes::Bytes;
 pub const ALPN_PEER: &[u8] = b"cloudmesh-peer/1";
 
 /// Highest peer protocol version this build speaks.
-pub const PEER_PROTOCOL_VERSION: u16 = 1;
+pub const PEER_PROTOCOL_VERSION: u16 = 2;
 
 /// The authentication exchange: a fresh nonce from each side, then a proof from each side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ pub enum AuthFrame {
     },
 }
 
-/// Lifecycle of a node, visible mesh-wide (§4).
+/// Lifecycle of a node, visible mesh-wide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NodeState {
     /// Connecting to the mesh.
@@ -70,30 +70,42 @@ pub struct MemberInfo {
     pub name: String,
     /// Addresses peers should try, internal first.
     pub addrs: Vec<SocketAddr>,
-    /// Order of joining: the oldest member (lowest, then lowest id) is host (§4).
+    /// Order of joining: the oldest member (lowest, then lowest id) is host.
     pub join_seq: u64,
     /// Lifecycle state.
     pub state: NodeState,
     /// SHA-256 of its certificate: a client redirected there by a node it trusts can pin it.
     pub fingerprint: [u8; 32],
+    /// Addresses clients should use (redirects and migrations name these, and the node's
+    /// `cloud.nodes` row lists them); `addrs` stay between nodes.
+    pub client_addrs: Vec<SocketAddr>,
+}
+
+impl MemberInfo {
+    /// Where clients are sent: the client addresses, or the peer addresses when the member
+    /// gave none.
+    pub fn addrs_for_clients(&self) -> &[SocketAddr] {
+        if self.client_addrs.is_empty() {
+            &self.addrs
+        } else {
+            &self.client_addrs
+        }
+    }
 }
 
 /// Frames between authenticated nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PeerFrame {
-    /// First frame each way after authentication: who I am and whom I know.
+    /// First frame each way after authentication: who I am. Membership itself travels as
+    /// the membership protocol's datagrams, not as frames.
     Hello {
         /// Peer protocol version.
         version: u16,
         /// The sender.
         me: MemberInfo,
-        /// Every other member the sender knows of.
-        members: Vec<MemberInfo>,
         /// Primary keys the sender holds rows under.
         holds: Vec<String>,
     },
-    /// Membership news: members joined or changed state.
-    Members(Vec<MemberInfo>),
     /// The sender now holds (or no longer holds) rows under `primary`.
     Holds {
         /// The primary key.
@@ -132,7 +144,7 @@ pub enum PeerFrame {
     },
     /// A change to a row the receiver subscribed to.
     Change(Notification),
-    /// The sender's load, sent every load interval, so any node can place clients (§5).
+    /// The sender's load, sent every load interval, so any node can place clients.
     Load(LoadInfo),
     /// Migration step 1 (source → target): take this session as pending; answer `Prepared`.
     Prepare {
@@ -170,19 +182,19 @@ pub enum PeerFrame {
         /// The request.
         op: Request,
     },
-    /// From the host (§5): zone ownership, as the JSON it publishes under `cloud.zones/0`.
+    /// From the host: zone ownership, as the JSON it publishes under `cloud.zones/0`.
     Zones {
         /// The zone map's JSON.
         json: Bytes,
     },
-    /// From the host (§6.4): move this many of your clients to `to`.
+    /// From the host: move this many of your clients to `to`.
     Rebalance {
         /// The least loaded node.
         to: NodeId,
         /// How many clients.
         count: u32,
     },
-    /// An operator's command for the receiver to run on itself (§7): the admin protocol's
+    /// An operator's command for the receiver to run on itself: the admin protocol's
     /// `Command` as JSON (kept opaque here so the wire layer does not depend on the admin
     /// layer). Answered by `AdminReply`s with the same id.
     Admin {
@@ -219,6 +231,32 @@ pub enum PeerFrame {
         id: u64,
         /// The outcome.
         result: Result<Reply, WireError>,
+    },
+    // New variants go last: postcard encodes the variant's index.
+    /// Evaluate a query over the receiver's own rows; answered with a
+    /// [`PeerFrame::GetResult`] of the same id holding the matches in the query's order
+    /// (its `next` is where the receiver stopped: its last row, or with no sort the last row
+    /// it looked at).
+    Query {
+        /// Matches the answer.
+        id: u64,
+        /// The query, applied to the receiver's own rows only.
+        query: RowQuery,
+    },
+    /// Give me this suspended session: its client resumed here with this token.
+    Reclaim {
+        /// The session's client.
+        client: ClientId,
+        /// The token the client presented.
+        token: Bytes,
+    },
+    /// The answer to `Reclaim`: the session (forgotten at the sender, silently) and the
+    /// highest request id it had read from the lost connection, or why not.
+    Reclaimed {
+        /// The session's client.
+        client: ClientId,
+        /// The session and its last request id.
+        result: Result<(SessionState, u64), WireError>,
     },
 }
 

@@ -1,4 +1,4 @@
-//! Operator filter rules (§3.4): allow or deny post/get/subscribe by key prefix and client
+//! Operator filter rules: allow or deny post/get/subscribe by key prefix and client
 //! class. Rules are checked in order; the first that matches decides; none matching allows.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! The limits of §3.3 that the store enforces.
+//! The limits that the store enforces.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,9 @@ pub struct StoreLimits {
     pub max_get_bytes: u32,
     /// Most rows in one get page.
     pub max_get_rows: u32,
+    /// Most stored rows one get page looks at (returned or skipped by an owners filter or a
+    /// cursor) before it ends with a cursor: the work one request does under the hub lock.
+    pub max_scan_rows: u32,
     /// Most key specs in one query.
     pub max_keys_per_query: u32,
     /// Most client ids in one query's (or unsubscribe's) `owners` list. Checked before the
@@ -37,6 +40,7 @@ impl Default for StoreLimits {
             max_client_bytes: 16 * 1024 * 1024,
             max_get_bytes: 512 * 1024,
             max_get_rows: 10_000,
+            max_scan_rows: 100_000,
             max_keys_per_query: 256,
             max_owners_per_query: 1024,
             max_subscription_owners: 4096,

@@ -1,18 +1,21 @@
-//! Cloud memory as pure state (§3): rows, per-client accounting, subscriptions, limits and
+//! Cloud memory as pure state: rows, per-client accounting, subscriptions, limits and
 //! filters. No IO and no clock of its own (callers pass `now_ms`), so every rule here is
 //! testable without a network. Callers hold it under one lock and deliver the returned
 //! [`Fanout`]s before releasing that lock, which is what keeps notifications in version order.
 
 mod filter;
 mod limits;
+mod query;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 pub use filter::{FilterAction, FilterOp, FilterRule, Filters};
 pub use limits::StoreLimits;
 
+use crate::access::{Grant, Op};
 use crate::proto::{
     ClientId, Cursor, DeleteReason, GetPage, GetQuery, Key, KeySpec, NodeId, Notification, Row,
     SessionState, WireError, RESERVED_PREFIX,
@@ -21,6 +24,18 @@ use crate::proto::{
 /// Bookkeeping bytes charged per row on top of its data and key, so a client cannot fill
 /// the node with empty rows while staying under its byte quota.
 pub const ROW_OVERHEAD: u64 = 32;
+
+/// Bytes charged per subscription on top of its primary key (its entries in the client's
+/// record and in the subscriber index).
+pub const SUB_OVERHEAD: u64 = 64;
+
+/// Bytes charged per owner id a subscription's filter names (the id in a hash set).
+pub const OWNER_COST: u64 = 16;
+
+/// What one subscription is charged against its client's quota: what it costs the node.
+fn sub_cost(spec: &KeySpec, owners: usize) -> u64 {
+    spec.primary.len() as u64 + SUB_OVERHEAD + OWNER_COST * owners as u64
+}
 
 /// Approximate encoded size of a row in a get page, used for the download limit.
 fn row_wire_size(primary: &str, data: &Bytes) -> usize {
@@ -43,23 +58,31 @@ struct Entry {
     version: u64,
     updated_at_ms: u64,
     node: NodeId,
+    /// The data as a JSON object, parsed the first time a query looks at the row (`None`
+    /// inside when it is not one): rows nobody queries cost nothing more, and a row queried
+    /// again is not parsed again. A change replaces the entry, and with it this.
+    parsed: std::sync::OnceLock<Option<Arc<crate::query::Object>>>,
 }
 
 /// The rows under one key, by owner.
 type Owners = BTreeMap<ClientId, Entry>;
 
-/// Which owners' rows a subscription wants.
+/// Which owners' rows a subscription wants. The set is shared (`Arc`) between the client's
+/// own record and the subscriber index, and between the specs of one request, so a filter
+/// costs its owners once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum OwnerFilter {
     Any,
-    Only(HashSet<ClientId>),
+    Only(Arc<HashSet<ClientId>>),
 }
 
 impl OwnerFilter {
+    /// The filter of a query; callers have checked the list against
+    /// `max_owners_per_query` first, so this builds at most that many entries.
     fn from_query(owners: &Option<Vec<ClientId>>) -> Self {
         match owners {
             None => OwnerFilter::Any,
-            Some(list) => OwnerFilter::Only(list.iter().copied().collect()),
+            Some(list) => OwnerFilter::Only(Arc::new(list.iter().copied().collect())),
         }
     }
 
@@ -70,12 +93,35 @@ impl OwnerFilter {
         }
     }
 
+    /// Owner ids this filter names (what it is charged against `max_subscription_owners`).
+    fn len(&self) -> usize {
+        match self {
+            OwnerFilter::Any => 0,
+            OwnerFilter::Only(set) => set.len(),
+        }
+    }
+
+    /// How many owners `self` would name once widened by `other`, counted without building
+    /// the merged set (a request is checked before it allocates).
+    fn merged_len(&self, other: &OwnerFilter) -> usize {
+        match (self, other) {
+            (OwnerFilter::Any, _) | (_, OwnerFilter::Any) => 0,
+            (OwnerFilter::Only(a), OwnerFilter::Only(b)) => {
+                a.len() + b.iter().filter(|o| !a.contains(o)).count()
+            }
+        }
+    }
+
     /// Widens `self` to also cover `other`.
-    fn merge(&mut self, other: OwnerFilter) {
+    fn merge(&mut self, other: &OwnerFilter) {
         match (&mut *self, other) {
             (OwnerFilter::Any, _) => {}
             (_, OwnerFilter::Any) => *self = OwnerFilter::Any,
-            (OwnerFilter::Only(a), OwnerFilter::Only(b)) => a.extend(b),
+            (OwnerFilter::Only(a), OwnerFilter::Only(b)) => {
+                if b.iter().any(|o| !a.contains(o)) {
+                    Arc::make_mut(a).extend(b.iter().copied());
+                }
+            }
         }
     }
 }
@@ -87,14 +133,21 @@ struct ClientEntry {
     class: String,
     /// Keys this client holds a row under.
     keys: BTreeSet<Key>,
-    /// Bytes charged against the quota (data + key + [`ROW_OVERHEAD`] per row).
+    /// Bytes charged against the quota: rows (data + key + [`ROW_OVERHEAD`] each) and
+    /// subscriptions (see [`sub_cost`]).
     bytes: u64,
     /// Subscriptions, by the spec they were made with.
     subs: HashMap<KeySpec, OwnerFilter>,
-    /// Opaque session blob (§3.2).
+    /// Owner ids its subscriptions' filters name in total (bounded by
+    /// `max_subscription_owners`).
+    owner_entries: usize,
+    /// Opaque session blob.
     session: Bytes,
     /// The node's own identity, allowed to write `cloud.` keys.
     system: bool,
+    /// What its signed token grants (rights and expiry), when it connected with one. Boxed:
+    /// most clients have none, and this keeps them small.
+    grant: Option<Box<Grant>>,
 }
 
 /// Subscribers of one primary key.
@@ -142,7 +195,7 @@ pub struct Store {
     filters: Filters,
     stats_rows: usize,
     stats_bytes: u64,
-    /// Rows per primary key, to tell peers which primaries this node holds (§3.5).
+    /// Rows per primary key, to tell peers which primaries this node holds.
     primary_rows: HashMap<String, usize>,
     /// Primaries that became held (`true`) or unheld (`false`) since the last take.
     hold_changes: Vec<(String, bool)>,
@@ -151,6 +204,9 @@ pub struct Store {
     /// Specs no client subscribes to any more since the last take (to withdraw interest
     /// registered at other nodes).
     interest_dropped: Vec<KeySpec>,
+    /// Sort indexes built by sorted queries, kept up to date by every change of their rows
+    /// (see `query.rs`); rows under other primaries pay nothing for them.
+    indexes: query::Indexes,
 }
 
 impl Store {
@@ -170,6 +226,7 @@ impl Store {
             hold_changes: Vec::new(),
             spec_refs: HashMap::new(),
             interest_dropped: Vec::new(),
+            indexes: query::Indexes::default(),
         }
     }
 
@@ -235,6 +292,18 @@ impl Store {
         class: &str,
         session: Bytes,
     ) -> Result<(), WireError> {
+        self.add_client_with(id, class, session, None)
+    }
+
+    /// Registers a connected client with what its signed token grants: from then on its
+    /// requests must also fall within the grant's rights (filters still apply on top).
+    pub fn add_client_with(
+        &mut self,
+        id: ClientId,
+        class: &str,
+        session: Bytes,
+        grant: Option<Grant>,
+    ) -> Result<(), WireError> {
         self.check_session(&session)?;
         self.clients.insert(
             id,
@@ -243,8 +312,10 @@ impl Store {
                 keys: BTreeSet::new(),
                 bytes: 0,
                 subs: HashMap::new(),
+                owner_entries: 0,
                 session,
                 system: false,
+                grant: grant.map(Box::new),
             },
         );
         Ok(())
@@ -259,10 +330,17 @@ impl Store {
                 keys: BTreeSet::new(),
                 bytes: 0,
                 subs: HashMap::new(),
+                owner_entries: 0,
                 session: Bytes::new(),
                 system: true,
+                grant: None,
             },
         );
+    }
+
+    /// The client class `id` was registered with.
+    pub fn class_of(&self, id: ClientId) -> Option<&str> {
+        self.clients.get(&id).map(|c| c.class.as_str())
     }
 
     /// Whether `id` is registered.
@@ -290,6 +368,11 @@ impl Store {
         let mut v: Vec<KeySpec> = self.spec_refs.keys().cloned().collect();
         v.sort();
         v
+    }
+
+    /// What the client's signed token grants, if it connected with one.
+    pub fn grant(&self, id: ClientId) -> Option<&Grant> {
+        self.clients.get(&id)?.grant.as_deref()
     }
 
     /// The client's session blob.
@@ -387,6 +470,7 @@ impl Store {
         let by_secondary = self.rows.get_mut(key.primary.as_str())?;
         let owners = by_secondary.get_mut(&key.secondary)?;
         let entry = owners.remove(&owner)?;
+        self.indexes.remove(&key.primary, key.secondary, owner);
         if owners.is_empty() {
             by_secondary.remove(&key.secondary);
             if by_secondary.is_empty() {
@@ -396,27 +480,43 @@ impl Store {
         Some(entry)
     }
 
-    /// Checks reserved keys and filter rules for `op` on `primary` by `client`.
+    /// Checks reserved keys, the client's token rights and filter rules for `op` on
+    /// `primary` (one `secondary`, or every one with `None`) by `client`.
     fn check_access(
         client: &ClientEntry,
         filters: &Filters,
         op: FilterOp,
         primary: &str,
+        secondary: Option<u32>,
     ) -> Result<(), WireError> {
         if client.system {
             return Ok(());
         }
-        if op == FilterOp::Post && primary.starts_with(RESERVED_PREFIX) {
+        // Any case: `Cloud.nodes` would read as the mesh's own key to a person.
+        let reserved = primary
+            .get(..RESERVED_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_PREFIX));
+        if op == FilterOp::Post && reserved {
             return Err(WireError::Forbidden {
                 reason: format!("keys starting with {RESERVED_PREFIX:?} are written only by nodes"),
             });
+        }
+        if let Some(grant) = &client.grant {
+            let op = match op {
+                FilterOp::Post => Op::Post,
+                FilterOp::Get => Op::Get,
+                FilterOp::Subscribe => Op::Subscribe,
+            };
+            grant
+                .check(op, primary, secondary)
+                .map_err(|reason| WireError::Forbidden { reason })?;
         }
         filters
             .check(op, &client.class, primary)
             .map_err(|reason| WireError::Forbidden { reason })
     }
 
-    /// Creates or replaces `owner`'s row under `key` (§3.2). On any error nothing changes.
+    /// Creates or replaces `owner`'s row under `key`. On any error nothing changes.
     pub fn post(
         &mut self,
         owner: ClientId,
@@ -430,7 +530,13 @@ impl Store {
         // One lookup of the client and one of the row (an update, the common case, finds
         // its entry and changes it in place); the fields are borrowed separately for that.
         let client = self.clients.get_mut(&owner).ok_or(WireError::NotFound)?;
-        Self::check_access(client, &self.filters, FilterOp::Post, &key.primary)?;
+        Self::check_access(
+            client,
+            &self.filters,
+            FilterOp::Post,
+            &key.primary,
+            Some(key.secondary),
+        )?;
         if data.len() > self.limits.max_row_bytes as usize && !client.system {
             return Err(WireError::TooLarge {
                 what: "row".into(),
@@ -461,6 +567,7 @@ impl Store {
             version,
             updated_at_ms: now_ms,
             node: self.node,
+            parsed: std::sync::OnceLock::new(),
         };
         client.bytes = would_hold;
         self.stats_bytes = self.stats_bytes - old_len.unwrap_or(0) + data.len() as u64;
@@ -484,6 +591,7 @@ impl Store {
                     .insert(owner, entry);
             }
         }
+        self.reindex(&key, owner);
         let row = Row {
             key,
             owner,
@@ -509,9 +617,21 @@ impl Store {
         keys: &[Key],
         now_ms: u64,
     ) -> Result<Vec<Fanout>, WireError> {
+        if keys.len() > self.limits.max_keys_per_query as usize {
+            return Err(WireError::TooManyKeys {
+                count: keys.len().try_into().unwrap_or(u32::MAX),
+                max: self.limits.max_keys_per_query,
+            });
+        }
         let client = self.clients.get(&owner).ok_or(WireError::NotFound)?;
         for key in keys {
-            Self::check_access(client, &self.filters, FilterOp::Post, &key.primary)?;
+            Self::check_access(
+                client,
+                &self.filters,
+                FilterOp::Post,
+                &key.primary,
+                Some(key.secondary),
+            )?;
         }
         let mut out = Vec::new();
         for key in keys {
@@ -570,7 +690,7 @@ impl Store {
         out
     }
 
-    /// The client's whole session, to move it to another node (§6.1).
+    /// The client's whole session, to move it to another node.
     pub fn export_client(&self, id: ClientId) -> Option<SessionState> {
         let client = self.clients.get(&id)?;
         let rows = client
@@ -611,6 +731,7 @@ impl Store {
             subs,
             session: client.session.clone(),
             clock: self.clock,
+            grant: client.grant.as_deref().map(Grant::to_session),
         })
     }
 
@@ -637,13 +758,18 @@ impl Store {
         true
     }
 
-    /// Installs a session that moved here (§6.1). Rows keep their identity and their
+    /// Installs a session that moved here. Rows keep their identity and their
     /// versions continue (each takes a version above the one it had), so subscribers see an
     /// update naming this node, never a deletion. Limits are not applied: the rows were
     /// accepted where they were, and refusing them now would lose them.
     pub fn import_client(&mut self, state: &SessionState, now_ms: u64) -> Vec<Fanout> {
         if !self.clients.contains_key(&state.client) {
-            let _ = self.add_client(state.client, &state.class, Bytes::new());
+            // The grant moves with the session: the same rights here, the same expiry.
+            let grant = state
+                .grant
+                .as_ref()
+                .map(|g| Grant::from_session(&state.class, g));
+            let _ = self.add_client_with(state.client, &state.class, Bytes::new(), grant);
         }
         self.import_rows(state, now_ms)
     }
@@ -670,14 +796,7 @@ impl Store {
             c.system = false;
         }
         for (spec, owners) in &state.subs {
-            let query = GetQuery {
-                keys: vec![spec.clone()],
-                owners: owners.clone(),
-                start: None,
-                limit: 1,
-                subscribe: true,
-            };
-            let _ = self.get(id, &query);
+            self.add_subscription(id, spec, &OwnerFilter::from_query(owners));
         }
         out
     }
@@ -747,7 +866,10 @@ impl Store {
     }
 
     /// Reads rows; with `query.subscribe`, registers the subscription in the same step, so
-    /// no later change is missed and none already in the snapshot is sent again (§3.2).
+    /// no later change is missed and none already in the snapshot is sent again.
+    ///
+    /// Every bound is checked before anything is built: the number of key specs, the length
+    /// of the owners list, and what the client's subscriptions would name in total.
     pub fn get(&mut self, caller: ClientId, query: &GetQuery) -> Result<GetPage, WireError> {
         let limits = &self.limits;
         if query.keys.len() > limits.max_keys_per_query as usize {
@@ -756,58 +878,56 @@ impl Store {
                 max: limits.max_keys_per_query,
             });
         }
-        if let Some(owners) = &query.owners {
-            if owners.len() > limits.max_owners_per_query as usize {
-                return Err(WireError::TooManyOwners {
-                    count: owners.len().try_into().unwrap_or(u32::MAX),
-                    max: limits.max_owners_per_query,
-                });
-            }
-        }
+        check_owner_list(limits, query.owners.as_deref())?;
         let client = self.clients.get(&caller).ok_or(WireError::NotFound)?;
         for spec in &query.keys {
             spec.validate().map_err(|e| WireError::InvalidKey {
                 reason: e.to_string(),
             })?;
-            Self::check_access(client, &self.filters, FilterOp::Get, &spec.primary)?;
+            let (primary, secondary) = (&spec.primary, spec.secondary);
+            Self::check_access(client, &self.filters, FilterOp::Get, primary, secondary)?;
             if query.subscribe {
-                Self::check_access(client, &self.filters, FilterOp::Subscribe, &spec.primary)?;
+                Self::check_access(
+                    client,
+                    &self.filters,
+                    FilterOp::Subscribe,
+                    primary,
+                    secondary,
+                )?;
             }
         }
-        if query.subscribe && !client.system {
-            let new = query.keys.iter().collect::<HashSet<_>>();
-            let added = new
-                .iter()
-                .filter(|s| !client.subs.contains_key(**s))
-                .count();
-            if client.subs.len() + added > limits.max_subscriptions as usize {
-                return Err(WireError::TooManySubscriptions {
-                    max: limits.max_subscriptions,
-                });
-            }
-            // Owner ids the client's subscriptions would name once this one is merged in:
-            // every filter re-counted with the new owners added (sets, so a repeat is free).
-            if let Some(owners) = &query.owners {
-                let mut total = 0usize;
-                for (spec, filter) in &client.subs {
-                    total += match filter {
-                        OwnerFilter::Any => 0,
-                        OwnerFilter::Only(set) if new.contains(&spec) => {
-                            set.len() + owners.iter().filter(|o| !set.contains(o)).count()
-                        }
-                        OwnerFilter::Only(set) => set.len(),
-                    };
+        // Each spec once: a spec named twice in one request is one subscription.
+        let mut specs: Vec<&KeySpec> = Vec::new();
+        let mut filter = OwnerFilter::Any;
+        if query.subscribe {
+            specs = query.keys.iter().collect();
+            specs.sort_unstable();
+            specs.dedup();
+            filter = OwnerFilter::from_query(&query.owners);
+            if !client.system {
+                let added = specs
+                    .iter()
+                    .filter(|s| !client.subs.contains_key(**s))
+                    .count();
+                if client.subs.len() + added > limits.max_subscriptions as usize {
+                    return Err(WireError::TooManySubscriptions {
+                        max: limits.max_subscriptions,
+                    });
                 }
-                let fresh: HashSet<&ClientId> = owners.iter().collect();
-                total += fresh.len()
-                    * new
-                        .iter()
-                        .filter(|s| !client.subs.contains_key(**s))
-                        .count();
+                let (total, cost) = subscription_owners_after(client, &specs, &filter);
                 if total > limits.max_subscription_owners as usize {
                     return Err(WireError::TooManyOwners {
                         count: total.try_into().unwrap_or(u32::MAX),
                         max: limits.max_subscription_owners,
+                    });
+                }
+                // Subscriptions hold memory too: charged to the same quota as rows.
+                let would_hold =
+                    u64::try_from((i128::from(client.bytes) + cost).max(0)).unwrap_or(u64::MAX);
+                if cost > 0 && would_hold > limits.max_client_bytes {
+                    return Err(WireError::QuotaExceeded {
+                        limit: limits.max_client_bytes,
+                        would_hold,
                     });
                 }
             }
@@ -815,30 +935,48 @@ impl Store {
 
         let page = self.read_page(query);
 
-        if query.subscribe {
-            for spec in &query.keys {
-                let mut filter = OwnerFilter::from_query(&query.owners);
-                let Some(client) = self.clients.get_mut(&caller) else {
-                    break;
-                };
-                let system = client.system;
-                let existed = match client.subs.get(spec) {
-                    Some(existing) => {
-                        let mut merged = existing.clone();
-                        merged.merge(filter);
-                        filter = merged;
-                        true
-                    }
-                    None => false,
-                };
-                client.subs.insert(spec.clone(), filter.clone());
-                self.index_sub(caller, spec, filter);
-                if !existed && !system {
-                    self.spec_ref(spec, true);
-                }
-            }
+        for spec in specs {
+            self.add_subscription(caller, spec, &filter);
         }
         Ok(page)
+    }
+
+    /// Registers (or widens) `caller`'s subscription to `spec`. Limits were checked by the
+    /// caller, or do not apply (a session moving in was accepted where it was).
+    fn add_subscription(&mut self, caller: ClientId, spec: &KeySpec, filter: &OwnerFilter) {
+        // A peer's stand-in gathers the interest of every client of that node, so its
+        // filters are not bounded per client: past the per-client bound one is widened to
+        // any owner. That is safe (the asking node filters per subscriber again) and keeps
+        // what a peer can make this node hold as bounded as what a client can.
+        let widen_past = self.limits.max_subscription_owners as usize;
+        let Some(client) = self.clients.get_mut(&caller) else {
+            return;
+        };
+        let system = client.system;
+        let (merged, existed) = match client.subs.get(spec) {
+            Some(existing) => {
+                let mut merged = existing.clone();
+                merged.merge(filter);
+                (merged, true)
+            }
+            None => (filter.clone(), false),
+        };
+        let merged = if system && merged.len() > widen_past {
+            OwnerFilter::Any
+        } else {
+            merged
+        };
+        let before = client.subs.get(spec).map(OwnerFilter::len);
+        client.owner_entries = client.owner_entries - before.unwrap_or(0) + merged.len();
+        if !system {
+            let old_cost = before.map_or(0, |n| sub_cost(spec, n));
+            client.bytes = client.bytes - old_cost + sub_cost(spec, merged.len());
+        }
+        client.subs.insert(spec.clone(), merged.clone());
+        self.index_sub(caller, spec, merged);
+        if !existed && !system {
+            self.spec_ref(spec, true);
+        }
     }
 
     fn read_page(&self, query: &GetQuery) -> GetPage {
@@ -850,20 +988,16 @@ impl Store {
         let owners: Option<HashSet<ClientId>> =
             query.owners.as_ref().map(|o| o.iter().copied().collect());
 
-        // Normalise: sorted, deduplicated, and a whole-primary spec covers exact ones.
-        let mut specs: Vec<&KeySpec> = query.keys.iter().collect();
-        specs.sort_by(|a, b| (&a.primary, a.secondary).cmp(&(&b.primary, b.secondary)));
-        specs.dedup();
-        let whole: HashSet<&str> = specs
-            .iter()
-            .filter(|s| s.secondary.is_none())
-            .map(|s| s.primary.as_str())
-            .collect();
-        specs.retain(|s| s.secondary.is_none() || !whole.contains(s.primary.as_str()));
+        let specs = normalize_specs(&query.keys);
 
         let mut page = GetPage::default();
         let mut bytes = 0usize;
         let start = query.start.as_ref();
+        // Rows looked at, returned or not: an owners filter over a large primary skips rows
+        // without filling the page, so the page is also cut by work done under the lock.
+        let mut scanned = 0usize;
+        let max_scan = (limits.max_scan_rows as usize).max(1);
+        let mut last_seen: Option<(&str, u32, ClientId)> = None;
         for spec in specs {
             let primary = spec.primary.as_str();
             let mut lo = spec.secondary.unwrap_or(0);
@@ -882,6 +1016,17 @@ impl Store {
             };
             for (&secondary, by_owner) in by_secondary.range(lo..=hi) {
                 for (owner, entry) in by_owner {
+                    if scanned >= max_scan {
+                        // Continue after the last row looked at: the next page starts there,
+                        // even when this one returns no row.
+                        page.next = last_seen.map(|(p, s, o)| Cursor {
+                            key: Key::new(p, s),
+                            owner: o,
+                        });
+                        return page;
+                    }
+                    scanned += 1;
+                    last_seen = Some((primary, secondary, *owner));
                     if start.is_some_and(|c| {
                         (primary, secondary, *owner)
                             <= (c.key.primary.as_str(), c.key.secondary, c.owner)
@@ -926,26 +1071,36 @@ impl Store {
         keys: &[KeySpec],
         owners: Option<&[ClientId]>,
     ) -> Result<u32, WireError> {
+        // Only specs the client subscribes to (at most `max_subscriptions`) cost more than a
+        // lookup, and each of those at most the owners list, which is bounded here.
+        check_owner_list(&self.limits, owners)?;
         let mut changed = 0;
         for spec in keys {
             let client = self.clients.get_mut(&caller).ok_or(WireError::NotFound)?;
             let Some(filter) = client.subs.get_mut(spec) else {
                 continue;
             };
+            let before = filter.len();
             let remove = match (owners, &mut *filter) {
                 (None, _) => true,
                 (Some(_), OwnerFilter::Any) => false,
                 (Some(list), OwnerFilter::Only(set)) => {
-                    let before = set.len();
-                    for o in list {
-                        set.remove(o);
-                    }
-                    if set.len() != before {
+                    if list.iter().any(|o| set.contains(o)) {
+                        let set = Arc::make_mut(set);
+                        for o in list {
+                            set.remove(o);
+                        }
                         changed += 1;
                     }
                     set.is_empty()
                 }
             };
+            let after = if remove { 0 } else { filter.len() };
+            client.owner_entries = client.owner_entries - before + after;
+            if !client.system {
+                let after_cost = if remove { 0 } else { sub_cost(spec, after) };
+                client.bytes = client.bytes - sub_cost(spec, before) + after_cost;
+            }
             if remove {
                 let system = client.system;
                 client.subs.remove(spec);
@@ -962,6 +1117,58 @@ impl Store {
         }
         Ok(changed)
     }
+}
+
+/// Refuses an owners list longer than `max_owners_per_query`, before anything is built
+/// from it.
+/// Key specs sorted, deduplicated, and with exact specs a whole-primary spec covers left
+/// out: the order in which a page visits rows.
+fn normalize_specs(keys: &[KeySpec]) -> Vec<&KeySpec> {
+    let mut specs: Vec<&KeySpec> = keys.iter().collect();
+    specs.sort_by(|a, b| (&a.primary, a.secondary).cmp(&(&b.primary, b.secondary)));
+    specs.dedup();
+    let whole: HashSet<&str> = specs
+        .iter()
+        .filter(|s| s.secondary.is_none())
+        .map(|s| s.primary.as_str())
+        .collect();
+    specs.retain(|s| s.secondary.is_none() || !whole.contains(s.primary.as_str()));
+    specs
+}
+
+fn check_owner_list(limits: &StoreLimits, owners: Option<&[ClientId]>) -> Result<(), WireError> {
+    match owners {
+        Some(list) if list.len() > limits.max_owners_per_query as usize => {
+            Err(WireError::TooManyOwners {
+                count: list.len().try_into().unwrap_or(u32::MAX),
+                max: limits.max_owners_per_query,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Owner ids `client`'s subscriptions would name in total once `filter` is merged into
+/// each of `specs`, and the bytes that would add to its quota; counted without building any
+/// set.
+fn subscription_owners_after(
+    client: &ClientEntry,
+    specs: &[&KeySpec],
+    filter: &OwnerFilter,
+) -> (usize, i128) {
+    let mut total = client.owner_entries;
+    // Signed: widening a filter to any owner makes it cheaper.
+    let mut cost = 0i128;
+    for spec in specs {
+        let (before, after) = match client.subs.get(*spec) {
+            Some(existing) => (Some(existing.len()), existing.merged_len(filter)),
+            None => (None, filter.len()),
+        };
+        total = total - before.unwrap_or(0) + after;
+        cost +=
+            i128::from(sub_cost(spec, after)) - i128::from(before.map_or(0, |n| sub_cost(spec, n)));
+    }
+    (total, cost)
 }
 
 #[cfg(test)]

@@ -438,47 +438,333 @@ fn a_row_recreated_after_a_move_continues_above_the_source_clock() {
 }
 
 #[test]
-fn owners_lists_are_bounded_per_query_and_per_client() {
+fn owner_lists_are_bounded_per_query_and_per_client() {
     let limits = StoreLimits {
-        max_owners_per_query: 3,
-        max_subscription_owners: 5,
+        max_owners_per_query: 4,
+        max_subscription_owners: 6,
+        ..StoreLimits::default()
+    };
+    let mut s = Store::new(NODE, limits, Filters::default());
+    let sub = client(&mut s, 1);
+    let owners = |from: u64, n: u64| Some((from..from + n).map(ClientId).collect::<Vec<_>>());
+
+    // One list over the per-query bound: refused whole, nothing registered.
+    let mut query = q(&["a", "b"]);
+    query.subscribe = true;
+    query.owners = owners(100, 5);
+    assert_eq!(
+        s.get(sub, &query),
+        Err(WireError::TooManyOwners { count: 5, max: 4 })
+    );
+    query.subscribe = false;
+    assert_eq!(
+        s.get(sub, &query),
+        Err(WireError::TooManyOwners { count: 5, max: 4 }),
+        "a plain get is bounded the same way"
+    );
+    assert_eq!(s.stats().subscriptions, 0);
+
+    // Two specs × 3 owners = 6: at the per-client bound, accepted.
+    query.subscribe = true;
+    query.owners = owners(100, 3);
+    s.get(sub, &query).expect("within both bounds");
+    // The same owners again add nothing; the same spec named twice is one subscription.
+    query.keys.push("a".parse().expect("spec"));
+    s.get(sub, &query)
+        .expect("re-subscribing the same owners adds nothing");
+    assert_eq!(s.stats().subscriptions, 2);
+    // One new owner merged into "a" would make 7: refused, and nothing changed.
+    let mut more = q(&["a"]);
+    more.subscribe = true;
+    more.owners = owners(103, 1);
+    assert_eq!(
+        s.get(sub, &more),
+        Err(WireError::TooManyOwners { count: 7, max: 6 })
+    );
+    let owner = client(&mut s, 103);
+    let (_, fan) = s
+        .post(owner, Key::new("a", 0), Bytes::new(), 0)
+        .expect("post");
+    assert!(
+        fan.recipients.is_empty(),
+        "the refused merge registered nothing"
+    );
+
+    // Unsubscribing owners frees room; an over-long unsubscribe list is refused too.
+    assert_eq!(
+        s.unsubscribe(
+            sub,
+            &["a".parse().expect("spec")],
+            owners(100, 5).as_deref()
+        ),
+        Err(WireError::TooManyOwners { count: 5, max: 4 })
+    );
+    s.unsubscribe(
+        sub,
+        &["a".parse().expect("spec")],
+        owners(100, 2).as_deref(),
+    )
+    .expect("unsubscribe two owners");
+    s.get(sub, &more).expect("room again: 1 + 3 + 1 = 5 owners");
+}
+
+#[test]
+fn a_peer_stand_in_widens_instead_of_growing_without_bound() {
+    let limits = StoreLimits {
+        max_owners_per_query: 4,
+        max_subscription_owners: 6,
+        ..StoreLimits::default()
+    };
+    let mut s = Store::new(NODE, limits, Filters::default());
+    let peer = ClientId(1);
+    s.add_system_client(peer);
+    let mut query = q(&["a"]);
+    query.subscribe = true;
+    for round in 0..4u64 {
+        query.owners = Some((round * 4..round * 4 + 4).map(ClientId).collect());
+        s.get(peer, &query)
+            .expect("a peer's interest is never refused");
+    }
+    // 16 owners merged > 6: widened to any owner, so it hears every owner's change.
+    let stranger = client(&mut s, 999);
+    let (_, fan) = s
+        .post(stranger, Key::new("a", 0), Bytes::new(), 0)
+        .expect("post");
+    assert_eq!(fan.recipients, vec![peer]);
+}
+
+#[test]
+fn a_moving_session_keeps_merged_owner_filters_past_the_per_query_bound() {
+    let limits = StoreLimits {
+        max_owners_per_query: 2,
+        max_subscription_owners: 8,
+        ..StoreLimits::default()
+    };
+    let mut source = Store::new(NODE, limits.clone(), Filters::default());
+    let c = client(&mut source, 1);
+    let mut query = q(&["a"]);
+    query.subscribe = true;
+    for pair in [[10, 11], [12, 13]] {
+        query.owners = Some(pair.into_iter().map(ClientId).collect());
+        source.get(c, &query).expect("subscribe");
+    }
+    let state = source.export_client(c).expect("export");
+    let mut target = Store::new(NodeId(8), limits, Filters::default());
+    target.import_client(&state, 0);
+    let owner = client(&mut target, 13);
+    let (_, fan) = target
+        .post(owner, Key::new("a", 0), Bytes::new(), 0)
+        .expect("post");
+    assert_eq!(fan.recipients, vec![c], "all four owners came along");
+}
+
+#[test]
+fn a_filtered_scan_is_cut_by_work_and_paging_still_visits_every_match_once() {
+    let limits = StoreLimits {
+        max_scan_rows: 50,
+        ..StoreLimits::default()
+    };
+    let mut s = Store::new(NODE, limits, Filters::default());
+    let ids: Vec<ClientId> = (1..=10).map(|n| client(&mut s, n)).collect();
+    for sec in 0..100 {
+        for id in &ids {
+            s.post(*id, Key::new("p", sec), Bytes::new(), 0)
+                .expect("post");
+        }
+    }
+    // One owner of ten: a page of 1,000 rows' work holds only 100 matches, and no page may
+    // look at more than 50 rows.
+    let mut query = q(&["p"]);
+    query.owners = Some(vec![ids[3]]);
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    for _ in 0..1000 {
+        let page = s.get(ids[0], &query).expect("get");
+        pages += 1;
+        assert!(
+            page.rows.len() <= 5,
+            "50 rows looked at hold at most 5 matches"
+        );
+        seen.extend(page.rows.iter().map(|r| (r.key.secondary, r.owner)));
+        match page.next {
+            Some(c) => query.start = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 100, "every match once");
+    assert!(seen.iter().all(|(_, o)| *o == ids[3]));
+    // 1,000 rows at 50 a page, plus the rows of the cursor's own key looked at again on
+    // the way to the cursor.
+    assert!((20..=25).contains(&pages), "{pages} pages");
+}
+
+#[test]
+fn reserved_keys_cannot_be_dodged_by_case_and_releases_are_bounded() {
+    let limits = StoreLimits {
+        max_keys_per_query: 2,
         ..StoreLimits::default()
     };
     let mut s = Store::new(NODE, limits, Filters::default());
     let a = client(&mut s, 1);
-    let ids = |from: u8, n: u8| -> Vec<ClientId> {
-        (from..from + n).map(|i| ClientId(u64::from(i))).collect()
-    };
-    let mut big = q(&["a"]);
-    big.owners = Some(ids(10, 4));
+    for primary in ["cloud.nodes", "Cloud.nodes", "CLOUD.load", "cLoUd.x"] {
+        assert!(
+            matches!(
+                s.post(a, Key::new(primary, 0), Bytes::new(), 0),
+                Err(WireError::Forbidden { .. })
+            ),
+            "{primary}"
+        );
+    }
+    s.post(a, Key::new("cloudy", 0), Bytes::new(), 0)
+        .expect("only the prefix with its dot is reserved");
+    let keys: Vec<Key> = (0..3).map(|n| Key::new("k", n)).collect();
     assert_eq!(
-        s.get(a, &big),
-        Err(WireError::TooManyOwners { count: 4, max: 3 }),
-        "an owners list over the limit is refused before it is used"
+        s.release(a, &keys, 0),
+        Err(WireError::TooManyKeys { count: 3, max: 2 })
     );
-    // Re-subscribing the same spec with new owners merges them, within the client's total.
-    let mut sub = q(&["a"]);
+}
+
+/// A player's grant, as a verified token gives it: post its own row, read and follow its
+/// match, read the players.
+fn player_grant() -> Grant {
+    let p = |t: &str| crate::access::Pattern::parse(t).expect("pattern");
+    Grant {
+        subject: "42".into(),
+        class: "player".into(),
+        expires_at_ms: 9_000,
+        rights: Some(crate::access::Rights::new(
+            vec![p("players/42")],
+            vec![p("match.7/*"), p("players")],
+            vec![p("match.7/*")],
+        )),
+    }
+}
+
+fn forbidden_reason(r: Result<impl std::fmt::Debug, WireError>) -> String {
+    match r {
+        Err(WireError::Forbidden { reason }) => reason,
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_tokens_rights_bound_its_client_and_filters_still_apply() {
+    let filters = Filters::new(vec![FilterRule {
+        action: FilterAction::Deny,
+        ops: vec![FilterOp::Get],
+        prefix: "players".into(),
+        classes: vec!["player".into()],
+    }]);
+    let mut s = Store::new(NODE, StoreLimits::default(), filters);
+    let p = ClientId(1);
+    s.add_client_with(p, "player", Bytes::new(), Some(player_grant()))
+        .expect("added");
+    assert_eq!(s.grant(p).map(|g| g.subject.as_str()), Some("42"));
+    let anyone = client(&mut s, 2);
+    assert_eq!(s.grant(anyone), None);
+
+    s.post(p, Key::new("players", 42), Bytes::new(), 0)
+        .expect("its own row");
+    let reason = forbidden_reason(s.post(p, Key::new("players", 43), Bytes::new(), 0));
+    assert_eq!(
+        reason,
+        "the token of \"42\" grants no post right covering players/43"
+    );
+    assert!(forbidden_reason(s.release(p, &[Key::new("players", 43)], 0)).contains("post right"));
+    s.release(p, &[Key::new("players", 42)], 0)
+        .expect("post covers release");
+
+    let mut sub = q(&["match.7"]);
     sub.subscribe = true;
-    sub.owners = Some(ids(10, 3));
-    s.get(a, &sub).expect("3 owners");
-    sub.owners = Some(ids(10, 3));
-    s.get(a, &sub).expect("the same 3 again cost nothing");
-    sub.owners = Some(ids(13, 2));
-    s.get(a, &sub).expect("5 in all");
-    sub.owners = Some(ids(15, 1));
-    assert_eq!(
-        s.get(a, &sub),
-        Err(WireError::TooManyOwners { count: 6, max: 5 }),
-        "merging past the client's total is refused"
-    );
-    let mut other = q(&["b"]);
+    s.get(p, &sub).expect("its match, subscribed");
+    let mut other = q(&["match.8"]);
+    assert!(forbidden_reason(s.get(p, &other)).contains("no get right covering match.8"));
     other.subscribe = true;
-    other.owners = Some(ids(20, 1));
+    assert!(s.get(p, &other).is_err());
+    // `players` may be read but not followed: subscribing needs both rights.
+    let mut players = q(&["players"]);
+    players.subscribe = true;
+    assert!(
+        forbidden_reason(s.get(p, &players)).contains("filter rule 1"),
+        "the operator's rule is checked on top of the token"
+    );
+    let mut one_key = q(&["match.7/3"]);
+    one_key.subscribe = true;
+    s.get(p, &one_key).expect("one key of its match");
+    // The mesh's own keys stay readable and followable.
+    let mut mesh = q(&["cloud.nodes"]);
+    mesh.subscribe = true;
+    s.get(p, &mesh).expect("cloud. keys");
+    // Clients without a grant keep the filters alone.
+    s.post(anyone, Key::new("players", 43), Bytes::new(), 0)
+        .expect("no token, no rights to bound it");
+}
+
+#[test]
+fn a_moved_session_keeps_its_grant() {
+    let mut src = store();
+    let p = ClientId(1);
+    src.add_client_with(p, "player", Bytes::new(), Some(player_grant()))
+        .expect("added");
+    src.post(p, Key::new("players", 42), Bytes::new(), 0)
+        .expect("post");
+    let state = src.export_client(p).expect("exported");
+    assert_eq!(
+        state.grant.as_ref().map(|g| g.expires_at_ms),
+        Some(9_000),
+        "the expiry travels"
+    );
+
+    let mut dst = Store::new(NodeId(8), StoreLimits::default(), Filters::default());
+    dst.import_client(&state, 5);
+    assert_eq!(dst.grant(p), Some(&player_grant()));
+    assert_eq!(
+        dst.client_row_count(p),
+        Some(1),
+        "its row moved with it (installed, not re-checked)"
+    );
+    assert!(
+        forbidden_reason(dst.post(p, Key::new("players", 43), Bytes::new(), 6))
+            .contains("post right")
+    );
+    dst.post(p, Key::new("players", 42), Bytes::new(), 6)
+        .expect("still its own row");
+
+    // A session without a token moves without a grant.
+    let a = client(&mut src, 2);
+    assert_eq!(src.export_client(a).and_then(|s| s.grant), None);
+}
+
+#[test]
+fn subscriptions_are_charged_to_the_quota() {
+    let limits = StoreLimits {
+        max_client_bytes: 1_000,
+        ..StoreLimits::default()
+    };
+    let mut s = Store::new(NODE, limits, Filters::default());
+    let c = client(&mut s, 1);
+    let mut query = q(&["presence"]);
+    query.subscribe = true;
+    s.get(c, &query).expect("one subscription fits");
+    let one = s.client_bytes(c).expect("charged");
+    assert_eq!(one, "presence".len() as u64 + SUB_OVERHEAD);
+    // Owners cost too; a subscription that would pass the quota is refused, changing nothing.
+    let mut many = q(&["lobby"]);
+    many.subscribe = true;
+    many.owners = Some((100..160).map(ClientId).collect());
     assert!(matches!(
-        s.get(a, &other),
-        Err(WireError::TooManyOwners { count: 6, max: 5 })
+        s.get(c, &many),
+        Err(WireError::QuotaExceeded { limit: 1_000, .. })
     ));
-    other.owners = None;
-    s.get(a, &other)
-        .expect("a subscription to any owner names no owner ids");
+    assert_eq!(s.client_bytes(c), Some(one));
+    // Rows and subscriptions share the quota; unsubscribing gives the room back.
+    assert!(matches!(
+        s.post(c, Key::new("k", 0), Bytes::from(vec![0; 900]), 0),
+        Err(WireError::QuotaExceeded { .. })
+    ));
+    s.unsubscribe(c, &[KeySpec::primary("presence")], None)
+        .expect("unsubscribe");
+    assert_eq!(s.client_bytes(c), Some(0));
+    s.post(c, Key::new("k", 0), Bytes::from(vec![0; 900]), 0)
+        .expect("room again");
 }

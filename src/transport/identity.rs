@@ -5,9 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 
-use super::TransportError;
+use super::{fingerprint_of, TransportError};
 
 /// File names inside the data directory.
 const CERT_FILE: &str = "cert.pem";
@@ -24,11 +23,6 @@ pub struct Identity {
     pub cert_path: PathBuf,
     /// Whether this start generated it.
     pub generated: bool,
-}
-
-/// SHA-256 of a certificate's DER bytes, as 64 lowercase hex digits.
-pub fn fingerprint_of(cert: &CertificateDer<'_>) -> String {
-    hex::encode(Sha256::digest(cert.as_ref()))
 }
 
 impl Identity {

@@ -1,14 +1,18 @@
-//! QUIC endpoints and TLS (§2, §4): the node's identity on disk, server and client configs,
+//! QUIC endpoints and TLS: the node's identity on disk, server and client configs,
 //! and how a client decides to trust a node (pinned fingerprint, CA file, or an explicitly
-//! named insecure mode for local development).
+//! named insecure mode for local development), and which addresses are public.
 
+mod addr;
+#[cfg(feature = "server")]
 mod identity;
 mod trust;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use identity::{fingerprint_of, Identity};
+pub use addr::is_public;
+#[cfg(feature = "server")]
+pub use identity::Identity;
 pub use trust::{parse_fingerprint, Trust};
 
 /// Why a TLS or QUIC configuration could not be built.
@@ -31,6 +35,7 @@ pub enum TransportError {
         what: String,
     },
     /// Certificate generation failed.
+    #[cfg(feature = "server")]
     #[error("generating the node certificate failed: {0}")]
     Generate(#[from] rcgen::Error),
     /// rustls refused the configuration.
@@ -72,24 +77,58 @@ impl Default for Timing {
     }
 }
 
-fn transport_config(timing: Timing, max_bi_streams: u32) -> quinn::TransportConfig {
+/// Which end of a connection keeps it alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeepAlive {
+    /// The dialing end (an SDK client, a node dialing a peer) sends a PING each keep-alive
+    /// interval in which it heard nothing.
+    Send,
+    /// The accepting end (a node) sends one only after half the idle timeout without a
+    /// packet. quinn restarts a keep-alive timer on every packet received, so while the
+    /// dialer's PINGs (and this end's ACKs) come more often, this end sends none, and a
+    /// link with a slow dialer (a peer link dialed with keep-alives a third of the idle
+    /// timeout) costs one PING and one ACK per dialer interval, not two PINGs. It still
+    /// keeps a connection alive whose dialer pings too rarely for this node's idle timeout
+    /// (an SDK's 1 s default against a node set to a 1 s idle timeout: the connection's
+    /// idle timeout is the smaller of the two ends'). (Only a node accepts: an SDK-only
+    /// build never uses it.)
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    Backstop,
+}
+
+fn transport_config(
+    timing: Timing,
+    max_bi_streams: u32,
+    keep_alive: KeepAlive,
+) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     // The conversion only fails for timeouts beyond 2^62 µs; fall back to quinn's default.
     if let Ok(idle) = quinn::IdleTimeout::try_from(timing.idle_timeout) {
         t.max_idle_timeout(Some(idle));
     }
-    t.keep_alive_interval(Some(timing.keep_alive));
+    t.keep_alive_interval(Some(match keep_alive {
+        KeepAlive::Send => timing.keep_alive,
+        KeepAlive::Backstop => timing.idle_timeout / 2,
+    }));
     t.max_concurrent_bidi_streams(max_bi_streams.into());
     t.max_concurrent_uni_streams(0u32.into());
     t
+}
+
+/// SHA-256 of a certificate's DER bytes, as 64 lowercase hex digits: what clients pin.
+pub fn fingerprint_of(cert: &rustls::pki_types::CertificateDer<'_>) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(cert.as_ref()))
 }
 
 /// Socket buffer size a node asks the kernel for (it grants at most `net.core.rmem_max` /
 /// `wmem_max`). The default (~208 KiB) holds only ~150 full packets: a burst of handshakes
 /// or thousands of clients' keep-alives overflow it, and every dropped handshake packet
 /// costs that client a retransmission timeout (a second or more).
+#[cfg(feature = "server")]
 pub const NODE_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
+#[cfg(feature = "server")]
 /// Binds a node's QUIC endpoint on `addr` with [`NODE_SOCKET_BUFFER`]-sized socket buffers
 /// (best effort: a smaller grant is logged, not an error).
 pub fn server_endpoint(
@@ -118,6 +157,7 @@ pub fn server_endpoint(
     )
 }
 
+#[cfg(feature = "server")]
 /// A QUIC server config presenting `identity` for the given ALPN ids, TLS 1.3 only.
 pub fn server_config(
     identity: &Identity,
@@ -133,7 +173,7 @@ pub fn server_config(
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TransportError::Quic(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config(timing, 4)));
+    cfg.transport_config(Arc::new(transport_config(timing, 4, KeepAlive::Backstop)));
     Ok(cfg)
 }
 
@@ -148,6 +188,6 @@ pub fn client_config(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TransportError::Quic(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config(timing, 0)));
+    cfg.transport_config(Arc::new(transport_config(timing, 0, KeepAlive::Send)));
     Ok(cfg)
 }

@@ -293,3 +293,16 @@ pub fn wait_until<T>(
         }
     }
 }
+
+impl Proc {
+    /// The next stdout line if one arrives within `limit`; `None` when none did (or stdout
+    /// closed), for tests that collect events without knowing how many will come.
+    pub fn stdout_line_within(&mut self, limit: Duration) -> Option<String> {
+        self.stdout.recv_timeout(limit).ok()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}

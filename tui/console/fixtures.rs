@@ -7,7 +7,8 @@ use cloudmesh::admin::{
 };
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::{App, Poll};
+use super::app::App;
+use super::requests::Poll;
 
 /// 2026-01-02 12:34:56 UTC, in ms.
 pub const NOW: u64 = 1_767_357_296_000;
@@ -96,6 +97,10 @@ pub fn client(n: u64, node: &str, age_s: u64) -> ClientInfo {
         position: None,
         rows: (n % 3) as usize,
         connected_at_ms: NOW - age_s * 1000,
+        suspended_until_ms: None,
+        session_bytes: 0,
+        session: None,
+        session_encoding: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::Tab;
+use super::tabs::Tab;
 
 /// Where a binding applies. The app says which scopes are active, most specific first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,7 +26,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::app::{first_line, Action, App, Poll};
+use super::app::App;
+use super::requests::{Action, Poll};
+use super::text::first_line;
 use super::ui;
 use crate::admin_cmds::AdminFailure;
 
@@ -239,6 +241,8 @@ async fn watch_once(
         Ok(c) => c,
         Err(e) => return (why(e), false),
     };
+    // A watch streams for as long as the console runs; quiet spells are not failures.
+    client.set_timeout(None);
     if let Err(e) = client.send(Command::Watch { key }).await {
         return (why(e), false);
     }
@@ -267,6 +271,9 @@ fn why(e: AdminClientError) -> String {
         AdminClientError::PermissionDenied { .. } => "permission denied".to_owned(),
         AdminClientError::Closed => "the daemon closed the connection".to_owned(),
         AdminClientError::Frame(e) => e.to_string(),
+        AdminClientError::Timeout { after, .. } => {
+            format!("no answer within {}", humantime::format_duration(after))
+        }
     }
 }
 

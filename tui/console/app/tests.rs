@@ -1,13 +1,20 @@
 use super::*;
+use crate::console::event_log::LOG_CAPACITY;
 use crate::console::fixtures::*;
-use cloudmesh::admin::{AdminError, RebalanceMove};
+use crate::console::nodes::HISTORY;
+use crate::console::popups::confirm::ConfirmPopup;
+use crate::console::popups::migrate::MigratePicker;
+use crate::console::requests::Poll;
+use crate::console::tabs::overview::{Focus, CLIENTS_EVERY_MS};
+use cloudmesh::admin::{AdminError, Event, NodeInfo, RebalanceMove, Response};
 
 fn ctrl(c: char) -> KeyEvent {
     KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
 }
 
 fn names(app: &App) -> Vec<&str> {
-    app.node_view
+    app.overview
+        .node_view
         .visible
         .iter()
         .map(|&i| app.nodes[i].info.name.as_str())
@@ -15,7 +22,9 @@ fn names(app: &App) -> Vec<&str> {
 }
 
 fn selected_name(app: &App) -> &str {
-    app.selected_node().map_or("", |n| n.info.name.as_str())
+    app.overview
+        .selected_node(&app.nodes)
+        .map_or("", |n| n.info.name.as_str())
 }
 
 /// Moves the nodes cursor to `name`.
@@ -31,7 +40,7 @@ fn select_node(app: &mut App, name: &str) {
 }
 
 fn last_log(app: &App) -> &str {
-    app.log.back().map_or("", |e| e.text.as_str())
+    app.log.entries.back().map_or("", |e| e.text.as_str())
 }
 
 #[test]
@@ -46,7 +55,7 @@ fn a_snapshot_then_events_keep_the_nodes_current() {
     assert_eq!(app.conn, Conn::Live);
     assert_eq!(app.local.as_deref(), Some("node-1"));
     assert_eq!(names(&app), ["node-1", "node-2", "node-3"]);
-    assert!(app.zones.is_some());
+    assert!(app.zones.map.is_some());
 
     // A state change.
     app.apply(event(
@@ -58,7 +67,7 @@ fn a_snapshot_then_events_keep_the_nodes_current() {
     ));
     assert_eq!(app.nodes[2].info.state, "Draining");
     assert_eq!(last_log(&app), "node-3 is Draining");
-    assert_eq!(app.log.back().map(|e| e.at_ms), Some(NOW - 5_000));
+    assert_eq!(app.log.entries.back().map(|e| e.at_ms), Some(NOW - 5_000));
 
     // A load report updates the row and extends the sparkline.
     let before = app.nodes[1].history.len();
@@ -158,7 +167,7 @@ fn the_cursor_moves_pages_and_stays_on_its_node_across_updates() {
         .map(|i| node(&format!("n{i:03}"), "Active", i, 0.0))
         .collect();
     app.poll_done(Poll::Nodes, Ok(Response::Nodes { nodes: many }));
-    assert_eq!(app.node_view.visible.len(), 300);
+    assert_eq!(app.overview.node_view.visible.len(), 300);
     assert_eq!(selected_name(&app), "n000");
     app.handle_key(key(KeyCode::Up));
     assert_eq!(selected_name(&app), "n000", "the top stops the cursor");
@@ -166,7 +175,7 @@ fn the_cursor_moves_pages_and_stays_on_its_node_across_updates() {
     app.handle_key(key(KeyCode::Down));
     assert_eq!(selected_name(&app), "n002");
     // The renderer says how many rows fit; a page moves by that.
-    app.node_view.page.set(20);
+    app.overview.node_view.page.set(20);
     app.handle_key(key(KeyCode::PageDown));
     assert_eq!(selected_name(&app), "n022");
     app.handle_key(key(KeyCode::PageUp));
@@ -190,7 +199,7 @@ fn the_cursor_moves_pages_and_stays_on_its_node_across_updates() {
     reordered.retain(|n| n.name != "n100");
     app.poll_done(Poll::Nodes, Ok(Response::Nodes { nodes: reordered }));
     assert_eq!(selected_name(&app), "n150");
-    assert_eq!(app.node_view.visible.len(), 299);
+    assert_eq!(app.overview.node_view.visible.len(), 299);
 }
 
 #[test]
@@ -200,10 +209,10 @@ fn drain_asks_first_and_acts_only_on_y() {
 
     // n cancels.
     assert_eq!(app.handle_key(ch('d')), None);
-    match &app.modal {
-        Some(Modal::Confirm {
+    match &app.popup {
+        Some(Popup::Confirm(ConfirmPopup {
             action, question, ..
-        }) => {
+        })) => {
             assert_eq!(
                 action,
                 &Action::Drain {
@@ -219,10 +228,10 @@ fn drain_asks_first_and_acts_only_on_y() {
     assert_eq!(app.handle_key(ch('q')), None);
     assert_eq!(app.handle_key(key(KeyCode::Down)), None);
     assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
-    assert!(matches!(app.modal, Some(Modal::Confirm { .. })));
+    assert!(matches!(app.popup, Some(Popup::Confirm(_))));
     assert_eq!(selected_name(&app), "node-3");
     assert_eq!(app.handle_key(ch('n')), None);
-    assert!(app.modal.is_none());
+    assert!(app.popup.is_none());
     assert_eq!(
         app.status.as_ref().map(|s| s.text.as_str()),
         Some("cancelled")
@@ -231,7 +240,7 @@ fn drain_asks_first_and_acts_only_on_y() {
     // Esc cancels.
     app.handle_key(ch('d'));
     assert_eq!(app.handle_key(key(KeyCode::Esc)), None);
-    assert!(app.modal.is_none());
+    assert!(app.popup.is_none());
 
     // y confirms: only now the action.
     app.handle_key(ch('d'));
@@ -241,7 +250,7 @@ fn drain_asks_first_and_acts_only_on_y() {
             node: "node-3".into()
         })
     );
-    assert!(app.modal.is_none());
+    assert!(app.popup.is_none());
     assert_eq!(
         app.status.as_ref().map(|s| s.text.as_str()),
         Some("drain node-3…")
@@ -268,7 +277,7 @@ fn drain_asks_first_and_acts_only_on_y() {
     // A node already draining is not asked about again; undrain asks, Y confirms too.
     select_node(&mut app, "node-2");
     assert_eq!(app.handle_key(ch('d')), None);
-    assert!(app.modal.is_none());
+    assert!(app.popup.is_none());
     assert!(app
         .status
         .as_ref()
@@ -282,7 +291,7 @@ fn drain_asks_first_and_acts_only_on_y() {
     );
     select_node(&mut app, "node-1");
     assert_eq!(app.handle_key(ch('u')), None);
-    assert!(app.modal.is_none(), "node-1 is already active");
+    assert!(app.popup.is_none(), "node-1 is already active");
 
     // Rebalance asks too.
     app.handle_key(ch('r'));
@@ -323,7 +332,7 @@ fn failures_show_in_the_status_line() {
             error: true
         })
     );
-    assert_eq!(app.log.back().map(|e| e.kind), Some(LogKind::Error));
+    assert_eq!(app.log.entries.back().map(|e| e.kind), Some(LogKind::Error));
     // A transport failure explained over several lines shows its first.
     app.command_done(
         &action,
@@ -340,21 +349,24 @@ fn migrate_picks_another_node() {
     let mut app = live_app();
     // Keys for a client do nothing while the nodes pane has the cursor.
     assert_eq!(app.handle_key(ch('m')), None);
-    assert!(app.modal.is_none());
+    assert!(app.popup.is_none());
     app.handle_key(key(KeyCode::Enter));
-    assert_eq!(app.focus, Focus::Clients);
+    assert_eq!(app.overview.focus, Focus::Clients);
     app.handle_key(ch('j'));
-    let client = app.selected_client().map(|c| c.id.clone());
+    let client = app
+        .overview
+        .selected_client(&app.nodes)
+        .map(|c| c.id.clone());
     assert_eq!(client.as_deref(), Some("0000000000000002"));
 
     assert_eq!(app.handle_key(ch('m')), None);
-    match &app.modal {
-        Some(Modal::Picker {
+    match &app.popup {
+        Some(Popup::Migrate(MigratePicker {
             choices,
             view,
             from,
             ..
-        }) => {
+        })) => {
             assert_eq!(choices, &["node-2", "node-3"]);
             assert_eq!(from, "node-1");
             // The cursor starts on the first node that takes clients (node-2 drains).
@@ -364,8 +376,12 @@ fn migrate_picks_another_node() {
     }
     // Esc cancels.
     assert_eq!(app.handle_key(key(KeyCode::Esc)), None);
-    assert!(app.modal.is_none());
-    assert_eq!(app.focus, Focus::Clients, "Esc closed the picker only");
+    assert!(app.popup.is_none());
+    assert_eq!(
+        app.overview.focus,
+        Focus::Clients,
+        "Esc closed the picker only"
+    );
 
     app.handle_key(ch('m'));
     app.handle_key(key(KeyCode::Up));
@@ -378,7 +394,7 @@ fn migrate_picks_another_node() {
             to: "node-3".into(),
         })
     );
-    assert!(app.modal.is_none());
+    assert!(app.popup.is_none());
     app.command_done(
         &Action::Migrate {
             client: "0000000000000002".into(),
@@ -402,7 +418,7 @@ fn migrate_picks_another_node() {
 
     // Esc goes back to the nodes.
     app.handle_key(key(KeyCode::Esc));
-    assert_eq!(app.focus, Focus::Nodes);
+    assert_eq!(app.overview.focus, Focus::Nodes);
 }
 
 #[test]
@@ -410,12 +426,12 @@ fn a_filter_narrows_the_list_under_the_cursor() {
     let mut app = live_app();
     select_node(&mut app, "node-2");
     app.handle_key(ch('/'));
-    assert!(app.editing_filter);
+    assert!(matches!(app.popup, Some(Popup::Filter)));
     // While typing, letters are text: q does not quit, d does not drain.
     for c in "DRA".chars() {
         assert_eq!(app.handle_key(ch(c)), None);
     }
-    assert_eq!(app.node_view.filter, "DRA");
+    assert_eq!(app.overview.node_view.filter, "DRA");
     assert_eq!(names(&app), ["node-2"], "matches the state, any case");
     assert_eq!(selected_name(&app), "node-2");
     app.handle_key(key(KeyCode::Backspace));
@@ -423,7 +439,7 @@ fn a_filter_narrows_the_list_under_the_cursor() {
     app.handle_key(key(KeyCode::Backspace));
     app.handle_key(ch('q'));
     assert_eq!(names(&app), Vec::<&str>::new());
-    assert!(app.modal.is_none());
+    assert!(!app.dialog_open());
     app.handle_key(key(KeyCode::Backspace));
     for c in "7003".chars() {
         app.handle_key(ch(c));
@@ -431,12 +447,12 @@ fn a_filter_narrows_the_list_under_the_cursor() {
     assert_eq!(names(&app), ["node-3"], "matches an address");
     // Enter keeps the filter; the keys act again.
     app.handle_key(key(KeyCode::Enter));
-    assert!(!app.editing_filter);
-    assert_eq!(app.node_view.filter, "7003");
+    assert!(!matches!(app.popup, Some(Popup::Filter)));
+    assert_eq!(app.overview.node_view.filter, "7003");
     assert_eq!(selected_name(&app), "node-3");
     // Esc first clears a kept filter; the cursor stays on its node.
     app.handle_key(key(KeyCode::Esc));
-    assert_eq!(app.node_view.filter, "");
+    assert_eq!(app.overview.node_view.filter, "");
     assert_eq!(names(&app).len(), 3);
     assert_eq!(selected_name(&app), "node-3");
 
@@ -446,13 +462,13 @@ fn a_filter_narrows_the_list_under_the_cursor() {
     app.handle_key(ch('0'));
     app.handle_key(ch('2'));
     app.handle_key(key(KeyCode::Enter));
-    assert_eq!(app.client_view.filter, "02");
-    assert_eq!(app.node_view.filter, "");
+    assert_eq!(app.overview.client_view.filter, "02");
+    assert_eq!(app.overview.node_view.filter, "");
     app.handle_key(ch('/'));
     app.handle_key(ch('x'));
     app.handle_key(key(KeyCode::Esc));
-    assert_eq!(app.client_view.filter, "");
-    assert!(!app.editing_filter);
+    assert_eq!(app.overview.client_view.filter, "");
+    assert!(!matches!(app.popup, Some(Popup::Filter)));
 
     // The event log filters too.
     app.handle_key(ch('4'));
@@ -460,12 +476,12 @@ fn a_filter_narrows_the_list_under_the_cursor() {
     for c in "host".chars() {
         app.handle_key(ch(c));
     }
-    assert_eq!(app.log_view.visible.len(), 1);
+    assert_eq!(app.log.view.visible.len(), 1);
     // The zone map has no list.
     app.handle_key(key(KeyCode::Enter));
     app.handle_key(ch('3'));
     app.handle_key(ch('/'));
-    assert!(!app.editing_filter);
+    assert!(!matches!(app.popup, Some(Popup::Filter)));
 
     // Ctrl-C quits even while typing.
     app.handle_key(ch('1'));
@@ -477,20 +493,26 @@ fn a_filter_narrows_the_list_under_the_cursor() {
 fn help_opens_scrolls_and_closes() {
     let mut app = live_app();
     app.handle_key(ch('?'));
-    assert!(matches!(app.modal, Some(Modal::Help { scroll: 0 })));
+    assert!(matches!(
+        app.popup,
+        Some(Popup::Help(HelpPopup { scroll: 0 }))
+    ));
     app.handle_key(key(KeyCode::Down));
     app.handle_key(ch('j'));
     app.handle_key(ch('k'));
-    assert!(matches!(app.modal, Some(Modal::Help { scroll: 1 })));
+    assert!(matches!(
+        app.popup,
+        Some(Popup::Help(HelpPopup { scroll: 1 }))
+    ));
     // q closes the help, it does not quit.
     assert_eq!(app.handle_key(ch('q')), None);
-    assert!(app.modal.is_none());
+    assert!(app.popup.is_none());
     app.handle_key(ch('?'));
     app.handle_key(ch('?'));
-    assert!(app.modal.is_none());
+    assert!(app.popup.is_none());
     app.handle_key(ch('?'));
     app.handle_key(key(KeyCode::Esc));
-    assert!(app.modal.is_none());
+    assert!(app.popup.is_none());
     assert_eq!(app.handle_key(ch('q')), Some(Action::Quit));
     assert_eq!(app.handle_key(ctrl('c')), Some(Action::Quit));
 }
@@ -531,8 +553,8 @@ fn the_key_browser_follows_rows_live() {
             key: Some("players".into())
         })
     );
-    assert_eq!(app.browsing.as_deref(), Some("players"));
-    assert!(!app.rows_loaded);
+    assert_eq!(app.keys.browsing.as_deref(), Some("players"));
+    assert!(!app.keys.rows_loaded);
     // No key polling while rows are shown: the watch carries them.
     app.set_clock(NOW + 60_000);
     assert!(!app.due_polls().contains(&Poll::Primaries));
@@ -543,9 +565,10 @@ fn the_key_browser_follows_rows_live() {
         row(3, 1, "a", 4),
         row(7, 1, "c", 6),
     ])));
-    assert!(app.rows_loaded);
+    assert!(app.keys.rows_loaded);
     let keys = |app: &App| -> Vec<(u32, String, String)> {
-        app.rows
+        app.keys
+            .rows
             .iter()
             .map(|r| (r.info.secondary, r.info.owner.clone(), r.info.data.clone()))
             .collect()
@@ -578,9 +601,12 @@ fn the_key_browser_follows_rows_live() {
             (7, format!("{:016x}", 2), "b".into()),
         ]
     );
-    assert_eq!(app.rows[1].changed_at_ms, NOW + 60_000);
+    assert_eq!(app.keys.rows[1].changed_at_ms, NOW + 60_000);
     // The cursor stayed on its row as rows came in above it.
-    assert_eq!(app.selected_row().map(|r| r.info.data.as_str()), Some("b"));
+    assert_eq!(
+        app.keys.selected_row().map(|r| r.info.data.as_str()),
+        Some("b")
+    );
 
     // A deletion (with its newer version) removes the row.
     let mut gone = row(7, 2, "b", 12);
@@ -592,9 +618,9 @@ fn the_key_browser_follows_rows_live() {
             reason: "Disconnected".into(),
         },
     ));
-    assert_eq!(app.rows.len(), 3);
+    assert_eq!(app.keys.rows.len(), 3);
     assert_eq!(
-        app.selected_row().map(|r| r.info.data.as_str()),
+        app.keys.selected_row().map(|r| r.info.data.as_str()),
         Some("c"),
         "the cursor moved to the row now last"
     );
@@ -604,7 +630,7 @@ fn the_key_browser_follows_rows_live() {
         app.handle_key(key(KeyCode::Esc)),
         Some(Action::Browse { key: None })
     );
-    assert_eq!(app.browsing, None);
+    assert_eq!(app.keys.browsing, None);
     assert!(app.due_polls().contains(&Poll::Primaries));
 }
 
@@ -624,7 +650,7 @@ fn a_refused_browse_goes_back_to_no_key() {
         reason: "key too long".into(),
     });
     assert_eq!(app.apply(refused), Some(Action::Browse { key: None }));
-    assert_eq!(app.browsing, None);
+    assert_eq!(app.keys.browsing, None);
     assert!(app.status.as_ref().is_some_and(|s| s.error));
 }
 
@@ -671,13 +697,13 @@ fn a_lost_daemon_is_reported_and_the_reconnect_rebuilds() {
         last_log(&app),
         "disconnected from /run/cloudd/admin.sock: the daemon closed the connection"
     );
-    let logged = app.log.len();
+    let logged = app.log.entries.len();
     // Nothing is polled while it is down.
     app.set_clock(NOW + 60_000);
     assert_eq!(app.due_polls(), []);
     // Each failed retry updates the reason, without a new log line.
     app.watch_lost("no daemon: No such file or directory (os error 2)\nmore");
-    assert_eq!(app.log.len(), logged);
+    assert_eq!(app.log.entries.len(), logged);
     assert!(app
         .conn_text()
         .is_some_and(|t| t.ends_with("(no daemon: No such file or directory (os error 2))")));
@@ -704,7 +730,7 @@ fn a_lost_daemon_is_reported_and_the_reconnect_rebuilds() {
 #[test]
 fn clients_follow_the_selected_node() {
     let mut app = live_app();
-    assert_eq!(app.clients_of.as_deref(), Some("node-1"));
+    assert_eq!(app.overview.clients_of.as_deref(), Some("node-1"));
     // Not again until the interval passed.
     assert!(app.due_polls().is_empty());
     app.set_clock(NOW + CLIENTS_EVERY_MS);
@@ -731,9 +757,13 @@ fn clients_follow_the_selected_node() {
             incomplete: vec![],
         }),
     );
-    assert_eq!(app.clients_of.as_deref(), Some("node-1"));
-    assert_eq!(app.clients.len(), 12);
-    assert_eq!(app.selected_client(), None, "not node-2's clients");
+    assert_eq!(app.overview.clients_of.as_deref(), Some("node-1"));
+    assert_eq!(app.overview.clients.len(), 12);
+    assert_eq!(
+        app.overview.selected_client(&app.nodes),
+        None,
+        "not node-2's clients"
+    );
     // Then node-2's are asked for at once.
     assert_eq!(
         app.due_polls(),
@@ -750,15 +780,21 @@ fn clients_follow_the_selected_node() {
             incomplete: vec!["node-2".into()],
         }),
     );
-    assert_eq!(app.clients_of.as_deref(), Some("node-2"));
-    assert_eq!(app.clients_note.as_deref(), Some("no answer from node-2"));
-    assert_eq!(app.client_view.visible, [0, 1]);
+    assert_eq!(app.overview.clients_of.as_deref(), Some("node-2"));
+    assert_eq!(
+        app.overview.clients_note.as_deref(),
+        Some("no answer from node-2")
+    );
+    assert_eq!(app.overview.client_view.visible, [0, 1]);
     // An error keeps the last list and says why.
     app.set_clock(NOW + 20 * CLIENTS_EVERY_MS);
     let p = app.due_polls().remove(0);
     app.poll_done(p, Err("no answer within 10s".into()));
-    assert_eq!(app.clients.len(), 2);
-    assert_eq!(app.clients_note.as_deref(), Some("no answer within 10s"));
+    assert_eq!(app.overview.clients.len(), 2);
+    assert_eq!(
+        app.overview.clients_note.as_deref(),
+        Some("no answer within 10s")
+    );
     // Not polled on other tabs.
     app.handle_key(ch('3'));
     app.set_clock(NOW + 40 * CLIENTS_EVERY_MS);
@@ -781,17 +817,18 @@ fn the_event_log_is_bounded_and_follows() {
             },
         ));
     }
-    assert_eq!(app.log.len(), LOG_CAPACITY);
-    assert_eq!(app.log_view.visible.len(), LOG_CAPACITY);
-    assert!(app.log_view.at_end());
+    assert_eq!(app.log.entries.len(), LOG_CAPACITY);
+    assert_eq!(app.log.view.visible.len(), LOG_CAPACITY);
+    assert!(app.log.view.at_end());
     // Moving up stops following; new entries keep the cursor on its entry.
     app.handle_key(ch('4'));
     app.handle_key(key(KeyCode::Up));
-    assert!(!app.log_follow);
+    assert!(!app.log.follow);
     let at = app
-        .log_view
+        .log
+        .view
         .selected_item()
-        .and_then(|i| app.log.get(i))
+        .and_then(|i| app.log.entries.get(i))
         .map(|e| e.text.clone());
     app.apply(event(
         0,
@@ -800,21 +837,22 @@ fn the_event_log_is_bounded_and_follows() {
         },
     ));
     let now_at = app
-        .log_view
+        .log
+        .view
         .selected_item()
-        .and_then(|i| app.log.get(i))
+        .and_then(|i| app.log.entries.get(i))
         .map(|e| e.text.clone());
     assert_eq!(at, now_at);
     // End follows again.
     app.handle_key(key(KeyCode::End));
-    assert!(app.log_follow);
+    assert!(app.log.follow);
     app.apply(event(
         0,
         Event::NodeUp {
             node: "node-8".into(),
         },
     ));
-    assert!(app.log_view.at_end());
+    assert!(app.log.view.at_end());
 }
 
 #[test]
@@ -823,12 +861,12 @@ fn zone_map_scrolls_within_the_grid() {
     app.handle_key(ch('3'));
     app.handle_key(key(KeyCode::Left));
     app.handle_key(key(KeyCode::Up));
-    assert_eq!(app.zone_scroll, (0, 0));
+    assert_eq!(app.zones.scroll, (0, 0));
     for _ in 0..10 {
         app.handle_key(key(KeyCode::Right));
         app.handle_key(key(KeyCode::Down));
     }
-    assert_eq!(app.zone_scroll, (5, 3), "the fixture grid is 6×4");
+    assert_eq!(app.zones.scroll, (5, 3), "the fixture grid is 6×4");
 }
 
 #[test]
@@ -843,11 +881,11 @@ fn key_releases_are_ignored() {
 fn esc_and_a_key_sent_together_are_both_taken() {
     let mut app = live_app();
     app.handle_key(key(KeyCode::Enter));
-    assert_eq!(app.focus, Focus::Clients);
+    assert_eq!(app.overview.focus, Focus::Clients);
     // What a terminal sends for Esc followed at once by `2`: Alt+2.
     let alt2 = KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT);
     assert_eq!(app.handle_key(alt2), None);
-    assert_eq!(app.focus, Focus::Nodes);
+    assert_eq!(app.overview.focus, Focus::Nodes);
     assert_eq!(app.tab, Tab::Keys);
     let alt_q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::ALT);
     assert_eq!(app.handle_key(alt_q), Some(Action::Quit));

@@ -8,9 +8,12 @@ use crossterm::event::KeyCode;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
+use super::format::{data_preview, fmt_age, fmt_bytes, fmt_hms, fmt_rate, node_color, sparkline};
+use super::widgets::window;
 use super::*;
-use crate::console::app::Poll;
 use crate::console::fixtures::*;
+use crate::console::list::ListView;
+use crate::console::requests::Poll;
 
 /// `insta::assert_snapshot!` with the snapshots in `tui/console/snapshots/NAME.snap`.
 macro_rules! snap {
@@ -151,7 +154,7 @@ fn zone_map_larger_than_the_screen_scrolls() {
 #[test]
 fn no_zone_map() {
     let mut app = live_app();
-    app.zones = None;
+    app.zones.map = None;
     app.handle_key(ch('3'));
     let screen = render(&app, 80, 24);
     assert!(screen.contains("No zone map"), "{screen}");
@@ -204,7 +207,7 @@ fn disconnected_status_line() {
 fn an_error_in_the_status_line() {
     let mut app = live_app();
     app.command_done(
-        &crate::console::app::Action::Drain {
+        &crate::console::requests::Action::Drain {
             node: "node-9".into(),
         },
         Ok(Response::Error(cloudmesh::admin::AdminError::UnknownNode {
@@ -242,7 +245,7 @@ fn every_size_and_view_renders_without_panicking() {
     apps.push(picker);
     for app in &mut apps {
         for tab in ['1', '2', '3', '4'] {
-            if app.modal.is_none() {
+            if app.popup.is_none() {
                 app.handle_key(ch(tab));
             }
             for (w, h) in [
@@ -293,12 +296,12 @@ fn thousands_of_clients_scroll_with_the_cursor_in_view() {
     }
     let _ = render(&app, 100, 30);
     // The renderer told the app its page; paging moved by it.
-    let page = app.client_view.page.get();
+    let page = app.overview.client_view.page.get();
     assert!(page > 1);
     for _ in 0..2 {
         app.handle_key(key(KeyCode::PageDown));
     }
-    let sel = app.client_view.selected;
+    let sel = app.overview.client_view.selected;
     let screen = render(&app, 100, 30);
     let id = format!("{sel:016x}");
     assert!(screen.contains(&format!("▶ {id}")), "{id} not on\n{screen}");

@@ -1,0 +1,5 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    cloudmesh_fuzz::run(data, cloudmesh::fuzzing::auth_exchange);
+});
