@@ -66,15 +66,11 @@ async fn wait_full_mesh(nodes: &[TestNode]) {
     let n = nodes.len();
     let converged = || {
         let host = nodes[0].node.host();
-        nodes
-            .iter()
-            .all(|t| {
-                // Links and the member view converge separately (a link is up before the
-                // gossip that lists its node as a member arrives): wait for both.
-                t.node.peers().len() == n - 1
-                    && t.node.members().len() == n
-                    && t.node.host() == host
-            })
+        nodes.iter().all(|t| {
+            // Links and the member view converge separately (a link is up before the
+            // gossip that lists its node as a member arrives): wait for both.
+            t.node.peers().len() == n - 1 && t.node.members().len() == n && t.node.host() == host
+        })
     };
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !converged() {
