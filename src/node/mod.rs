@@ -245,6 +245,7 @@ impl Node {
         tokio::spawn(rebalance::host_loop(shared.clone()));
         tokio::spawn(zones::host_loop(shared.clone()));
         tokio::spawn(quiet_loop(shared.clone()));
+        tokio::spawn(trim_loop(shared.clone()));
         Ok(Node {
             shared,
             shutdown,
@@ -607,6 +608,32 @@ async fn quiet_loop(shared: Arc<Shared>) {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
         shared.quiet.flush();
+    }
+}
+
+/// How often idle connections' outgoing buffers are given back.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// Gives back the outgoing buffers of connections with nothing queued, every
+/// [`TRIM_EVERY`]: an idle client then holds no queue buffer, while a busy one, which is
+/// rarely caught empty, keeps reusing its own (a trim only costs it one allocation).
+/// The hub lock is held only to copy the list of queues, not to trim them.
+async fn trim_loop(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(TRIM_EVERY) => {}
+        }
+        let outboxes: Vec<_> = shared
+            .hub()
+            .links
+            .values()
+            .map(|link| link.outbox.clone())
+            .collect();
+        for outbox in &outboxes {
+            outbox.trim();
+        }
     }
 }
 

@@ -7,6 +7,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::future::Future;
+use std::task::Poll;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Bytes of the length prefix.
@@ -111,25 +114,49 @@ impl FrameDecoder {
     /// `Ok(None)` means "need more bytes". On error the buffer's content is unspecified and
     /// the stream must be abandoned: framing is lost.
     pub fn decode<T: DeserializeOwned>(&self, buf: &mut BytesMut) -> Result<Option<T>, CodecError> {
-        if buf.len() < PREFIX {
+        // Parse in place: no split (and no reference counting) per frame.
+        let Some((msg, used)) = self.decode_slice(buf)? else {
+            return Ok(None);
+        };
+        buf.advance(used);
+        Ok(Some(msg))
+    }
+
+    /// The first whole frame of `bytes` and how many bytes it took, if one is there; the
+    /// same checks as [`FrameDecoder::decode`] (the length before the payload).
+    pub fn decode_slice<T: DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Option<(T, usize)>, CodecError> {
+        if bytes.len() < PREFIX {
             return Ok(None);
         }
-        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
         if len > self.max {
             return Err(CodecError::TooLarge {
                 len: len as u64,
                 max: self.max,
             });
         }
-        if buf.len() < PREFIX + len {
+        if bytes.len() < PREFIX + len {
             return Ok(None);
         }
-        // Parse in place: no split (and no reference counting) per frame.
-        let msg = postcard::from_bytes(&buf[PREFIX..PREFIX + len]);
-        buf.advance(PREFIX + len);
-        Ok(Some(msg?))
+        let msg = postcard::from_bytes(&bytes[PREFIX..PREFIX + len])?;
+        Ok(Some((msg, PREFIX + len)))
     }
 }
+
+/// Bytes a reader with nothing buffered reads into a buffer of its future's own, so that a
+/// connection waiting for its next request holds no heap buffer (thousands of idle clients
+/// would otherwise hold a read buffer each). A request that fits is parsed from there with
+/// no allocation at all; a longer arrival goes on into the heap buffer.
+const FIRST_READ: usize = 512;
+
+/// Room the heap buffer is grown by when a read has less than [`MIN_READ_ROOM`] left.
+const READ_GROWTH: usize = 8 * 1024;
+
+/// Least room a heap-buffer read is given.
+const MIN_READ_ROOM: usize = 4096;
 
 /// Reads frames from any async byte stream (QUIC stream, Unix socket).
 #[derive(Debug)]
@@ -159,7 +186,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         FrameReader {
             inner,
-            buf: BytesMut::with_capacity(8 * 1024),
+            buf: BytesMut::new(),
             decoder: FrameDecoder::new(max),
         }
     }
@@ -182,9 +209,52 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = decoder.decode(&mut self.buf)? {
                 return Ok(Some(frame));
             }
+            if self.buf.is_empty() {
+                // Under load the next requests are usually there already: take them into
+                // the buffer in use (an empty one is reclaimed whole), without waiting.
+                if self.buf.capacity() > 0 {
+                    if self.buf.capacity() < MIN_READ_ROOM {
+                        self.buf.reserve(READ_GROWTH);
+                    }
+                    let read = self.inner.read_buf(&mut self.buf);
+                    tokio::pin!(read);
+                    // Dropping the read unfinished loses nothing (tokio's `read_buf` is
+                    // cancel-safe): no byte has been taken from the stream then.
+                    let ready = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+                        Poll::Ready(r) => Poll::Ready(Some(r)),
+                        Poll::Pending => Poll::Ready(None),
+                    })
+                    .await;
+                    match ready {
+                        Some(Ok(0)) => return Ok(None),
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => return Err(e.into()),
+                        None => {}
+                    }
+                }
+                // Waiting between requests: give the heap buffer back and wait with a
+                // small one of this future's own.
+                self.buf = BytesMut::new();
+                let mut first = [0u8; FIRST_READ];
+                let n = self.inner.read(&mut first).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                let arrived = &first[..n];
+                let (frame, used) = match decoder.decode_slice(arrived)? {
+                    Some((frame, used)) => (Some(frame), used),
+                    None => (None, 0),
+                };
+                // Only what is left over (further frames, a partial one) is copied.
+                self.buf.extend_from_slice(&arrived[used..]);
+                if frame.is_some() {
+                    return Ok(frame);
+                }
+                continue;
+            }
             // Read at most what is there; never reserve the claimed frame length.
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(8 * 1024);
+            if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
+                self.buf.reserve(READ_GROWTH);
             }
             let n = self.inner.read_buf(&mut self.buf).await?;
             if n == 0 {
@@ -370,5 +440,70 @@ mod tests {
             .await
             .expect_err("must be refused");
         assert!(matches!(err, CodecError::Truncated { .. }), "{err}");
+    }
+
+    /// A connection waiting between requests holds no read buffer of its own; requests of
+    /// every size, alone or several in one arrival, still come out whole and in order.
+    #[tokio::test]
+    async fn a_reader_waiting_between_requests_holds_no_buffer() {
+        let small = Request::Post {
+            key: Key::new("players", 1),
+            data: Bytes::from_static(b"x"),
+        };
+        let big = Request::Post {
+            key: Key::new("players", 2),
+            data: Bytes::from(vec![7u8; 3 * FIRST_READ]),
+        };
+        let frame = |op: &Request, id| {
+            encode_to_bytes(&ClientFrame::Request { id, op: op.clone() }, 1 << 20).expect("encodes")
+        };
+        let (mut peer, stream) = tokio::io::duplex(64 * 1024);
+        let mut reader = FrameReader::new(stream, 1 << 20);
+        assert_eq!(reader.capacity(), 0, "a new reader allocates nothing");
+
+        // One small request: parsed from the reader's own small buffer.
+        tokio::io::AsyncWriteExt::write_all(&mut peer, &frame(&small, 1))
+            .await
+            .expect("write");
+        let got: ClientFrame = reader.next().await.expect("ok").expect("a frame");
+        assert!(matches!(got, ClientFrame::Request { id: 1, op } if op == small));
+        assert_eq!(reader.capacity(), 0, "nothing kept after a small request");
+
+        // A big one, then two small ones in one arrival behind another big one.
+        let mut burst = frame(&big, 2).to_vec();
+        burst.extend_from_slice(&frame(&small, 3));
+        burst.extend_from_slice(&frame(&small, 4));
+        tokio::io::AsyncWriteExt::write_all(&mut peer, &burst)
+            .await
+            .expect("write");
+        for want in 2..=4u64 {
+            let got: ClientFrame = reader.next().await.expect("ok").expect("a frame");
+            let ClientFrame::Request { id, op } = got else {
+                panic!("not a request");
+            };
+            assert_eq!(id, want);
+            assert_eq!(
+                op,
+                if want == 2 {
+                    big.clone()
+                } else {
+                    small.clone()
+                }
+            );
+        }
+        // The buffer the burst needed is given back at the next wait.
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            reader.next::<ClientFrame>(),
+        )
+        .await;
+        assert!(waiting.is_err(), "nothing more was sent");
+        assert_eq!(reader.capacity(), 0, "an idle reader holds no buffer");
+        drop(peer);
+        assert!(reader
+            .next::<ClientFrame>()
+            .await
+            .expect("clean end")
+            .is_none());
     }
 }

@@ -42,6 +42,10 @@ struct Inner {
 struct State {
     /// Frames waiting for the writer, back to back.
     buf: BytesMut,
+    /// The writer's emptied buffer, kept here while the writer waits: the next frames
+    /// reuse it (no allocation per write under load), and [`Outbox::trim`] can give it
+    /// back while the connection is idle.
+    spare: BytesMut,
     /// The writer, parked until something is queued.
     waker: Option<Waker>,
     /// Holds in force: while any, queuing does not wake the writer.
@@ -106,6 +110,7 @@ pub fn outbox(limit: usize) -> (Outbox, OutboxWriter) {
     let inner = Arc::new(Inner {
         state: Mutex::new(State {
             buf: BytesMut::new(),
+            spare: BytesMut::new(),
             waker: None,
             holds: 0,
             senders_gone: false,
@@ -162,7 +167,11 @@ impl Outbox {
                 return append(&mut BytesMut::new());
             }
             if st.buf.capacity() == 0 {
-                st.buf.reserve(INITIAL_CAPACITY);
+                if st.spare.capacity() > 0 {
+                    st.buf = std::mem::take(&mut st.spare);
+                } else {
+                    st.buf.reserve(INITIAL_CAPACITY);
+                }
             }
             let before = st.buf.len();
             let result = append(&mut st.buf);
@@ -214,6 +223,20 @@ impl Outbox {
         Hold { outbox: self }
     }
 
+    /// Gives back the queue's buffers if nothing is queued (the writer has written
+    /// everything): what an idle connection holds then is no buffer at all. The next frame
+    /// allocates a fresh one. Returns the bytes of capacity given back.
+    pub fn trim(&self) -> usize {
+        let mut st = self.inner.lock();
+        if !st.buf.is_empty() {
+            return 0;
+        }
+        let freed = st.buf.capacity() + st.spare.capacity();
+        st.buf = BytesMut::new();
+        st.spare = BytesMut::new();
+        freed
+    }
+
     /// Waits until at most `mark` bytes are queued (the reader's back-pressure).
     pub async fn wait_below(&self, mark: usize) {
         loop {
@@ -246,6 +269,9 @@ impl OutboxWriter {
         poll_fn(|cx| {
             let mut st = self.inner.lock();
             if !st.buf.is_empty() {
+                if spare.capacity() == 0 {
+                    *spare = std::mem::take(&mut st.spare);
+                }
                 std::mem::swap(&mut st.buf, spare);
                 return Poll::Ready(true);
             }
@@ -255,6 +281,11 @@ impl OutboxWriter {
             match &st.waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => st.waker = Some(cx.waker().clone()),
+            }
+            // Nothing to write: the emptied buffer waits in the shared state, where the
+            // next frames reuse it and a trim can reach it.
+            if spare.capacity() > st.spare.capacity() {
+                st.spare = std::mem::take(spare);
             }
             Poll::Pending
         })
@@ -283,7 +314,8 @@ impl OutboxWriter {
     /// queued behind the one being written are still here, whole, for another connection
     /// (a node keeps them for a client that resumes its session).
     pub async fn write_to<W: AsyncWrite + Unpin>(&mut self, out: &mut W) -> std::io::Result<()> {
-        let mut buf = BytesMut::with_capacity(INITIAL_CAPACITY);
+        // Empty: `take` swaps it for the queued frames, and the queue reuses it.
+        let mut buf = BytesMut::new();
         while self.take(&mut buf).await {
             out.write_all(&buf).await?;
             self.inner.queued.fetch_sub(buf.len(), Ordering::Relaxed);
@@ -332,5 +364,45 @@ mod tests {
         outbox.push_response(Bytes::from_static(b"x"));
         assert_eq!(writer.take_queued(), vec![Bytes::from_static(b"x")]);
         assert_eq!(outbox.queued(), 0);
+    }
+
+    /// Under load the writer and the queue pass one buffer back and forth (no allocation
+    /// per write); once everything is written a trim gives every buffer back, and the
+    /// queue goes on working after it.
+    #[tokio::test]
+    async fn buffers_are_reused_under_load_and_trimmed_when_idle() {
+        let (outbox, writer) = outbox(1 << 20);
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(async move { writer.run(&mut server).await });
+        for round in 0..3u8 {
+            outbox.push_response(Bytes::from(vec![round; 10_000]));
+            let mut got = vec![0u8; 10_000];
+            tokio::io::AsyncReadExt::read_exact(&mut client, &mut got)
+                .await
+                .expect("written");
+            assert_eq!(got, vec![round; 10_000]);
+            // The writer parks after the write; give it the moment it needs (bounded).
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while outbox.inner.lock().spare.capacity() == 0 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "writer never parked"
+                );
+                tokio::task::yield_now().await;
+            }
+            {
+                let st = outbox.inner.lock();
+                assert!(st.buf.is_empty());
+                assert!(
+                    st.spare.capacity() >= 10_000,
+                    "the written buffer is kept for reuse"
+                );
+            }
+            assert!(outbox.trim() >= 10_000);
+            let st = outbox.inner.lock();
+            assert_eq!(st.buf.capacity() + st.spare.capacity(), 0, "trimmed");
+        }
+        drop(outbox);
+        task.await.expect("joins").expect("ends cleanly");
     }
 }
