@@ -111,6 +111,25 @@ fn fanout_notifies_across_a_three_node_mesh_it_starts() {
 }
 
 #[test]
+fn pipelined_fanout_keeps_posts_in_flight_and_misses_nothing() {
+    let r = bench(&[
+        "fanout",
+        "--rate",
+        "1000000",
+        "--duration",
+        "1s",
+        "--posters",
+        "2",
+        "--pipeline",
+        "8",
+    ]);
+    assert!(count(&r, "posted") > 0, "{r}");
+    assert_eq!(count(&r, "missing"), 0, "{r}");
+    assert_eq!(count(&r, "ops"), count(&r, "posted"), "{r}");
+    assert_eq!(count(&r, "errors"), 0, "{r}");
+}
+
+#[test]
 fn migration_moves_clients_losing_and_duplicating_nothing() {
     let r = bench(&["migration", "--clients", "6", "--migrations", "3"]);
     assert_eq!(count(&r, "migrations"), 3, "{r}");

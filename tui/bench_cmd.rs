@@ -197,6 +197,7 @@ pub async fn fanout(args: FanoutArgs, socket: &Path, json: bool) -> anyhow::Resu
         posters: args.posters.max(1),
         keys: args.keys.max(1),
         value_size: args.value_size.max(8),
+        pipeline: args.pipeline.max(1),
     };
     let report = with_nodes(&args.target, 3, socket, async |nodes: &Nodes| {
         let (posters, subscriber) = match &args.subscriber_server {

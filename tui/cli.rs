@@ -774,6 +774,13 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 32)]
     pub value_size: usize,
 
+    /// Posts in flight per posting connection. 1: each post waits for the previous one's
+    /// acknowledgement. More, with a --rate too high to reach, measures how many deliveries
+    /// per second the notification path carries (the fair match for a publisher that sends
+    /// batches without waiting, such as NATS's)
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+
     #[command(flatten)]
     pub target: BenchTarget,
 }
