@@ -209,9 +209,7 @@ pub async fn blip(
             deletions += 1;
         }
     }
-    for c in all.into_iter().chain(std::iter::once(watcher)) {
-        c.close().await;
-    }
+    super::close_all(all.into_iter().chain(std::iter::once(watcher))).await;
     Ok(BlipReport {
         resumed: Report::from_latencies(&mut times, failed, elapsed),
         outage_ms,

@@ -226,9 +226,7 @@ pub async fn failover(
         }
     }
     // The host's clients lost their node with it; the others leave cleanly.
-    for c in all.into_iter().skip(doomed.len()).chain(subscribers) {
-        c.close().await;
-    }
+    super::close_all(all.into_iter().skip(doomed.len()).chain(subscribers)).await;
     let rows_lost = doomed.len() as u64;
     let incomplete = survivors.len() as u64 - times.len() as u64;
     Ok(FailoverReport {

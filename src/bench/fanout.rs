@@ -151,9 +151,7 @@ pub async fn fanout(
     // Let the last notifications arrive (bounded: what has not come by then is missing).
     let _ = tokio::time::timeout(DRAIN_WAIT, count_rx.wait_for(|n| *n >= posted)).await;
     sub_client.clone().close().await;
-    for c in clients {
-        c.close().await;
-    }
+    super::close_all(clients).await;
     let mut lat = receiver.await.unwrap_or_default();
     let received = lat.len() as u64;
     Ok(FanoutReport {

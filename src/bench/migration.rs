@@ -242,9 +242,7 @@ pub async fn migration(
         };
         let _ = tokio::time::timeout_at(deadline, rx.wait_for(|v| *v >= last)).await;
     }
-    for c in &cs {
-        c.clone().close().await;
-    }
+    super::close_all(cs.iter().cloned()).await;
     let (mut lost, mut duplicated, mut moves_seen) = (0, 0, 0);
     for (i, (task, _)) in watchers.into_iter().enumerate() {
         if let Ok(w) = task.await {
@@ -372,9 +370,7 @@ pub async fn drain(
     if undrain {
         admin_call(&mut admin, Command::Undrain { node: node.clone() }).await?;
     }
-    for c in cs {
-        c.close().await;
-    }
+    super::close_all(cs).await;
     let moved = outcome?;
     Ok(DrainReport {
         moves: Report::from_latencies(&mut times, 0, elapsed),

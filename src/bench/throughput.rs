@@ -279,9 +279,7 @@ pub async fn throughput(
         }
     }
     let elapsed = start.elapsed();
-    for c in clients {
-        c.close().await;
-    }
+    super::close_all(clients).await;
     Ok(ThroughputReport {
         latency: Report::from_latencies(&mut all, errors, elapsed),
         posts: counts[Op::Post as usize],
