@@ -360,13 +360,20 @@ pub async fn drain(
         }
     };
     let elapsed = start.elapsed();
-    // Bounded: clients switch right after their handover.
-    let mut times = Vec::new();
-    for w in watchers {
-        if let Ok(Ok(Some(t))) = tokio::time::timeout(Duration::from_secs(5), w).await {
-            times.push(micros(t));
+    // Bounded: clients switch right after their handover. All waited for at once, so a
+    // client that never reports a move (one the drain disconnected and that healed
+    // elsewhere instead) costs the 5 s once, not 5 s each.
+    let waits = watchers.into_iter().map(|w| async move {
+        match tokio::time::timeout(Duration::from_secs(5), w).await {
+            Ok(Ok(Some(t))) => Some(micros(t)),
+            _ => None,
         }
-    }
+    });
+    let mut times: Vec<_> = futures_util::future::join_all(waits)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     if undrain {
         admin_call(&mut admin, Command::Undrain { node: node.clone() }).await?;
     }
