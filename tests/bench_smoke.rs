@@ -101,13 +101,18 @@ fn throughput_runs_a_mix_against_a_node_it_starts() {
     assert!(count(&r, "notifications") > 0, "{r}");
 }
 
+/// A fan-out run posted something, with no error, and its subscriber saw every post.
+fn assert_every_post_delivered(r: &Value) {
+    assert!(count(r, "posted") > 0, "{r}");
+    assert_eq!(count(r, "missing"), 0, "{r}");
+    assert_eq!(count(r, "ops"), count(r, "posted"), "{r}");
+    assert_eq!(count(r, "errors"), 0, "{r}");
+}
+
 #[test]
 fn fanout_notifies_across_a_three_node_mesh_it_starts() {
     let r = bench(&["fanout", "--rate", "200", "--duration", "1s"]);
-    assert!(count(&r, "posted") > 0, "{r}");
-    assert_eq!(count(&r, "missing"), 0, "{r}");
-    assert_eq!(count(&r, "ops"), count(&r, "posted"), "{r}");
-    assert_eq!(count(&r, "errors"), 0, "{r}");
+    assert_every_post_delivered(&r);
 }
 
 #[test]
@@ -123,10 +128,7 @@ fn pipelined_fanout_keeps_posts_in_flight_and_misses_nothing() {
         "--pipeline",
         "8",
     ]);
-    assert!(count(&r, "posted") > 0, "{r}");
-    assert_eq!(count(&r, "missing"), 0, "{r}");
-    assert_eq!(count(&r, "ops"), count(&r, "posted"), "{r}");
-    assert_eq!(count(&r, "errors"), 0, "{r}");
+    assert_every_post_delivered(&r);
 }
 
 #[test]
