@@ -551,18 +551,15 @@ impl Client {
 
     /// Creates or replaces this client's row under `key`; returns its new version.
     pub async fn post(&self, key: Key, data: impl Into<Bytes>) -> Result<u64, ClientError> {
+        let ctx = &self.inner.ctx;
         let data = data.into();
-        let keep = self
-            .inner
-            .ctx
-            .opts
-            .heal
-            .then(|| (key.clone(), data.clone()));
-        match self.request(Request::Post { key, data }).await? {
+        let (answer, sent) = send(ctx, Request::Post { key, data })?;
+        match answer_of(ctx, answer).await? {
             Reply::Posted { version } => {
-                // What a restore posts again if the session is lost with its node.
-                if let Some((key, data)) = keep {
-                    lock(&self.inner.ctx.state).posted.insert(key, data);
+                // What a restore posts again if the session is lost with its node: the
+                // request's own key and data, no copy.
+                if let (true, Request::Post { key, data }) = (ctx.opts.heal, sent) {
+                    lock(&ctx.state).posted.insert(key, data);
                 }
                 Ok(version)
             }
@@ -787,6 +784,17 @@ impl Client {
 
 /// Sends one request on the client's current path and waits for its answer.
 pub(crate) async fn request(ctx: &link::Ctx, op: Request) -> Result<Reply, ClientError> {
+    let (answer, _) = send(ctx, op)?;
+    answer_of(ctx, answer).await
+}
+
+/// Queues one request on the client's current path; returns where its answer will come
+/// and the request itself, encoded already, for a caller that keeps parts of it (a post
+/// remembers its key and data without copying them).
+fn send(
+    ctx: &link::Ctx,
+    op: Request,
+) -> Result<(oneshot::Receiver<Result<Reply, ClientError>>, Request), ClientError> {
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
     let frame = ClientFrame::Request { id, op };
     let (tx, rx) = oneshot::channel();
@@ -805,7 +813,19 @@ pub(crate) async fn request(ctx: &link::Ctx, op: Request) -> Result<Reply, Clien
         })?;
         st.pending.insert(id, tx);
     }
-    match rx.await {
+    match frame {
+        ClientFrame::Request { op, .. } => Ok((rx, op)),
+        // Built as a request just above.
+        _ => unreachable!("a request frame holds a request"),
+    }
+}
+
+/// Waits for the answer to a request [`send`] queued.
+async fn answer_of(
+    ctx: &link::Ctx,
+    answer: oneshot::Receiver<Result<Reply, ClientError>>,
+) -> Result<Reply, ClientError> {
+    match answer.await {
         Ok(result) => result,
         Err(_) => Err(lock(&ctx.state)
             .closed
