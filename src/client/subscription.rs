@@ -97,12 +97,20 @@ impl SubEntry {
     fn forward(&mut self, n: &Notification) {
         let row = n.row();
         let id = (row.key.clone(), row.owner);
-        if self.seen.get(&id).is_some_and(|(v, _)| *v >= row.version) {
+        let known = self.seen.get_mut(&id);
+        if known.as_ref().is_some_and(|(v, _)| *v >= row.version) {
             return;
         }
         let event = match n {
             Notification::Updated(row) => {
-                self.seen.insert(id, (row.version, None));
+                // One lookup for the check and the update of a row seen before (the
+                // usual case): changed in place.
+                match known {
+                    Some(seen) => *seen = (row.version, None),
+                    None => {
+                        self.seen.insert(id, (row.version, None));
+                    }
+                }
                 Event::Updated(row.clone())
             }
             Notification::Deleted { row, reason } => {

@@ -19,8 +19,8 @@ use crate::mesh::Membership;
 use crate::mesh::MeshEvent;
 use crate::metrics::Counters;
 use crate::proto::{
-    encode_to_bytes, ClientId, CloseCode, Key, LoadInfo, NodeId, Outbox, PeerFrame, Row,
-    ServerFrame,
+    encode_to_bytes, ClientId, CloseCode, Key, LoadInfo, NodeId, NotificationFrame, Outbox,
+    PeerFrame, Row,
 };
 use crate::store::{Fanout, Store};
 
@@ -235,9 +235,9 @@ impl Hub {
             };
             if slot.is_none() {
                 let encoded = if to_peer {
-                    encode_to_bytes(&PeerFrame::Change(fan.notification.clone()), max_frame)
+                    encode_to_bytes(&NotificationFrame::Change(&fan.notification), max_frame)
                 } else {
-                    encode_to_bytes(&ServerFrame::Notify(fan.notification.clone()), max_frame)
+                    encode_to_bytes(&NotificationFrame::Notify(&fan.notification), max_frame)
                 };
                 match encoded {
                     Ok(f) => *slot = Some(f),

@@ -227,15 +227,17 @@ pub(super) fn apply_remote(hub: &mut Hub, node: NodeId, n: Notification, max_fra
     }
     let recipients = hub.local_subscribers(&row.key, row.owner);
     let mirror = hub.mirror.entry(node).or_default();
-    if mirror
-        .get(&id)
-        .is_some_and(|known| known.version >= row.version)
-    {
-        return;
-    }
-    match &n {
-        Notification::Updated(row) => {
-            if recipients.is_empty() && !mirror.contains_key(&id) {
+    match (mirror.get_mut(&id), &n) {
+        // Known already and not older: a repeat (resynchronisation, a duplicate path).
+        (Some(known), _) if known.version >= row.version => return,
+        // An update of a row mirrored from this node: replaced in place. It is in no other
+        // node's mirror (every insertion under one node removes it from the others).
+        (Some(known), Notification::Updated(row)) => *known = row.clone(),
+        (Some(_), Notification::Deleted { .. }) => {
+            mirror.remove(&id);
+        }
+        (None, Notification::Updated(row)) => {
+            if recipients.is_empty() {
                 return;
             }
             mirror.insert(id.clone(), row.clone());
@@ -247,9 +249,7 @@ pub(super) fn apply_remote(hub: &mut Hub, node: NodeId, n: Notification, max_fra
                 }
             }
         }
-        Notification::Deleted { .. } => {
-            mirror.remove(&id);
-        }
+        (None, Notification::Deleted { .. }) => {}
     }
     hub.deliver(
         Fanout {
@@ -309,7 +309,14 @@ pub(super) fn on_get_result(
                     .get(&id)
                     .is_none_or(|known| known.version < row.version)
                 {
-                    mirror.insert(id, row.clone());
+                    mirror.insert(id.clone(), row.clone());
+                    // A row is mirrored under one node only, the one it lives on (what
+                    // `apply_remote` relies on to update a mirrored row in place).
+                    for (other, rows) in hub.mirror.iter_mut() {
+                        if *other != node {
+                            rows.remove(&id);
+                        }
+                    }
                 }
             }
         }

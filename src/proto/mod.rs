@@ -20,7 +20,8 @@ pub use messages::{
 };
 pub use outbox::{outbox, Lagged, Outbox, OutboxWriter};
 pub use peer::{
-    AuthFrame, LoadInfo, MemberInfo, NodeState, PeerFrame, ALPN_PEER, PEER_PROTOCOL_VERSION,
+    AuthFrame, LoadInfo, MemberInfo, NodeState, NotificationFrame, PeerFrame, ALPN_PEER,
+    PEER_PROTOCOL_VERSION,
 };
 pub use query::{CmpOp, Point, QueryCursor, QueryPage, RowQuery, SortKey, Term, Value};
 

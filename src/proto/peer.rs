@@ -276,3 +276,70 @@ pub struct LoadInfo {
     /// Client requests handled per second over the last interval.
     pub msgs_per_sec: f32,
 }
+
+/// A change encoded as the frame that carries it, borrowed: [`ServerFrame::Notify`] to a
+/// client or [`PeerFrame::Change`] to a peer, with the same bytes as those variants, without
+/// cloning the notification (its key string and row) just to wrap it. A change delivered to
+/// many links is encoded once per kind.
+///
+/// [`ServerFrame::Notify`]: super::ServerFrame::Notify
+#[derive(Debug, Clone, Copy)]
+pub enum NotificationFrame<'a> {
+    /// As `ServerFrame::Notify`.
+    Notify(&'a Notification),
+    /// As `PeerFrame::Change`.
+    Change(&'a Notification),
+}
+
+/// Variant indices in declaration order, as serde's derive numbers them (the test below
+/// checks them against the real enums' encoding).
+const SERVER_FRAME_NOTIFY: u32 = 3;
+const PEER_FRAME_CHANGE: u32 = 6;
+
+impl Serialize for NotificationFrame<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            NotificationFrame::Notify(n) => {
+                s.serialize_newtype_variant("ServerFrame", SERVER_FRAME_NOTIFY, "Notify", n)
+            }
+            NotificationFrame::Change(n) => {
+                s.serialize_newtype_variant("PeerFrame", PEER_FRAME_CHANGE, "Change", n)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{encode_to_bytes, DeleteReason, Key, Row, ServerFrame};
+    use super::*;
+
+    #[test]
+    fn a_borrowed_notification_frame_encodes_as_the_owned_variants() {
+        let row = Row {
+            key: Key::new("match.7", 3),
+            owner: ClientId(42),
+            node: NodeId(9),
+            data: Bytes::from_static(b"{\"x\":1}"),
+            version: 77,
+            updated_at_ms: 1_700_000_000_000,
+        };
+        for n in [
+            Notification::Updated(row.clone()),
+            Notification::Deleted {
+                row,
+                reason: DeleteReason::NodeLost,
+            },
+        ] {
+            let max = 1 << 20;
+            assert_eq!(
+                encode_to_bytes(&NotificationFrame::Notify(&n), max).ok(),
+                encode_to_bytes(&ServerFrame::Notify(n.clone()), max).ok()
+            );
+            assert_eq!(
+                encode_to_bytes(&NotificationFrame::Change(&n), max).ok(),
+                encode_to_bytes(&PeerFrame::Change(n.clone()), max).ok()
+            );
+        }
+    }
+}
