@@ -68,6 +68,11 @@ pub enum Command {
         /// With `primary`: only this secondary key.
         #[serde(default)]
         secondary: Option<u32>,
+        /// With `primary`: only the rows whose data matches, in the query's order
+        /// (evaluated mesh-wide by the nodes that hold the rows, as `cloudctl get --where`).
+        /// Absent in requests from before queries, which list every row.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<KeysQuery>,
     },
     /// Drains a node: it takes no new clients and moves its clients away.
     Drain {
@@ -103,6 +108,25 @@ pub enum Command {
         #[serde(default)]
         key: Option<String>,
     },
+}
+
+/// A query over the rows `keys PRIMARY` lists, in the text syntax of `cloudctl get`'s
+/// `--where`, `--sort` and `--near` (the node parses it, so every client of the admin
+/// socket gets the same syntax and the same errors).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysQuery {
+    /// The filter: `region = "eu" and players < 64`.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The order: `field [asc|desc], ...` (`-field` is descending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Rows whose `x`, `y` (and `z`) lie within a radius: `X,Y,R` or `X,Y,Z,R`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near: Option<String>,
+    /// At most this many rows (never more than [`MAX_LISTED_ROWS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// One response frame.
@@ -249,6 +273,15 @@ pub enum AdminError {
         /// The node.
         node: String,
         /// Why.
+        reason: String,
+    },
+    /// The query of `keys` is malformed or over a limit; `part` names what is wrong
+    /// (`where`, `sort`, `near`, or `query` for the whole).
+    #[error("invalid query ({part}): {reason}")]
+    InvalidQuery {
+        /// Which part of the query.
+        part: String,
+        /// What is wrong, and where in the text.
         reason: String,
     },
     /// The command ran and failed (a drain that could not finish, a refused migration).
@@ -573,6 +606,35 @@ mod tests {
                 wait: false
             }
         );
+    }
+
+    #[test]
+    fn keys_requests_from_before_queries_still_parse() {
+        let old: Command = serde_json::from_str(r#"{"cmd":"keys","primary":"servers"}"#)
+            .expect("decode without a query");
+        assert_eq!(
+            old,
+            Command::Keys {
+                primary: Some("servers".into()),
+                secondary: None,
+                query: None
+            }
+        );
+        // A plain listing is written as before, so an older peer reads it.
+        let json = serde_json::to_string(&old).expect("encode");
+        assert_eq!(
+            json,
+            r#"{"cmd":"keys","primary":"servers","secondary":null}"#
+        );
+        let asked: Command = serde_json::from_str(
+            r#"{"cmd":"keys","primary":"servers","query":{"where":"players < 10","limit":5}}"#,
+        )
+        .expect("decode with a query");
+        let Command::Keys { query: Some(q), .. } = asked else {
+            panic!("no query in {asked:?}");
+        };
+        assert_eq!(q.filter.as_deref(), Some("players < 10"));
+        assert_eq!((q.sort, q.near, q.limit), (None, None, Some(5)));
     }
 
     #[test]
