@@ -272,8 +272,8 @@ pub enum Command {
         In the key browser's rows, / opens the query bar instead: `FILTER [sort FIELDS] \
         [limit N]` in the syntax of `get --where` and `--sort` (e.g. `players < 10 sort \
         -players limit 20`); Enter shows only the matching rows, in the query's order, \
-        asked again whenever a row under the key changes (and every 2 s); a malformed \
-        query is named in the bar; Esc clears it.\n\n\
+        asked again when a row under the key changes (at most twice a second) and every \
+        2 s; a malformed query is named in the bar; Esc clears it.\n\n\
         If the daemon goes away the console says so and reconnects. Logs go to \
         $XDG_STATE_HOME/cloudmesh/cloudctl-tui.log (level from CLOUDCTL_LOG). Needs a \
         terminal of at least 80×24. Exits 3 when no daemon answers on --socket at start."

@@ -15,7 +15,7 @@ use crate::console::requests::{Action, Poll, PollClock};
 use crate::console::text::first_line;
 
 use super::Reply;
-use query::{QueryBar, QUERY_EVERY_MS};
+use query::{QueryBar, QUERY_EVERY_MS, QUERY_MIN_GAP_MS};
 
 /// How often the primary keys are asked for while the key browser shows them, ms.
 pub const PRIMARIES_EVERY_MS: u64 = 3_000;
@@ -206,6 +206,7 @@ impl KeysTab {
         match query::split(&text) {
             Ok(q) => {
                 let keep = self.row_to_keep();
+                self.query.keep = keep.clone();
                 self.query.active = Some(q);
                 self.query.rows = None;
                 self.query.truncated = false;
@@ -250,7 +251,7 @@ impl KeysTab {
                 truncated,
                 incomplete,
             }) => {
-                let keep = self.row_to_keep();
+                let keep = self.row_to_keep().or(self.query.keep.take());
                 let before = self.query.rows.take();
                 let rows = rows
                     .into_iter()
@@ -288,7 +289,7 @@ impl KeysTab {
             Ok(Response::Error(e @ AdminError::InvalidQuery { .. }))
             | Ok(Response::Error(e @ AdminError::BadRequest { .. })) => {
                 // The text stays in the bar to be fixed; every row shows meanwhile.
-                let keep = self.row_to_keep();
+                let keep = self.row_to_keep().or(self.query.keep.take());
                 self.query.active = None;
                 self.query.rows = None;
                 self.query.note = Some(first_line(&e.to_string()).to_owned());
@@ -311,8 +312,12 @@ impl KeysTab {
     /// carries them), or the query's while one is in force.
     pub fn due_poll(&mut self, now_ms: u64) -> Option<Poll> {
         if let (Some(key), Some(query)) = (&self.browsing, &self.query.active) {
-            if self.query.poll.due(now_ms, QUERY_EVERY_MS) {
+            let poll = &self.query.poll;
+            if poll.due(now_ms, QUERY_EVERY_MS)
+                || (self.query.changed && poll.due(now_ms, QUERY_MIN_GAP_MS))
+            {
                 self.query.poll.start(now_ms);
+                self.query.changed = false;
                 return Some(Poll::Query {
                     key: key.clone(),
                     query: query.clone(),
@@ -368,7 +373,7 @@ impl KeysTab {
         self.rows
             .sort_by(|a, b| row_order(&a.info).cmp(&row_order(&b.info)));
         self.rows_loaded = true;
-        self.query.poll.ask_soon();
+        self.query.changed = true;
         self.refilter_rows(self.row_to_keep());
     }
 
@@ -377,8 +382,8 @@ impl KeysTab {
         if self.browsing.as_deref() != Some(info.primary.as_str()) {
             return;
         }
-        // The query's result may have changed with it: asked again at once.
-        self.query.poll.ask_soon();
+        // The query's result may have changed with it: asked again soon.
+        self.query.changed = true;
         let keep = self.row_to_keep();
         let owner = info.owner.clone();
         let order = (info.secondary, owner.as_str());
@@ -405,7 +410,7 @@ impl KeysTab {
         if self.browsing.as_deref() != Some(info.primary.as_str()) {
             return;
         }
-        self.query.poll.ask_soon();
+        self.query.changed = true;
         let order = row_order(info);
         if let Ok(i) = self
             .rows

@@ -7,10 +7,15 @@ use cloudmesh::admin::KeysQuery;
 use super::RowEntry;
 use crate::console::requests::PollClock;
 
-/// How often the query in force is asked again with nothing changed under the key, ms.
-/// A change the watch reports under the browsed key asks again at once; this catches what
-/// the watch does not carry (a row that stopped matching on another node's clock, say).
+/// How often the query in force is asked again with nothing changed under the key, ms:
+/// this catches what the browsed key's watch may not carry (its rows are not the query's
+/// answer; a resnapshot after falling behind, say).
 pub const QUERY_EVERY_MS: u64 = 2_000;
+
+/// After a change the watch reports under the browsed key, the query is asked again as
+/// soon as this long has passed since it was last asked, ms: under a key that changes all
+/// the time the console asks a few times a second, not back to back.
+pub const QUERY_MIN_GAP_MS: u64 = 500;
 
 /// The query bar's state.
 #[derive(Debug, Default)]
@@ -27,6 +32,10 @@ pub struct QueryBar {
     pub note: Option<String>,
     /// Whether `note` is an error (drawn red).
     pub error: bool,
+    /// A row under the key changed since the query was last asked.
+    pub(super) changed: bool,
+    /// The row under the cursor when the query was run, to find again in its answer.
+    pub(super) keep: Option<(u32, String)>,
     pub(super) poll: PollClock,
 }
 
