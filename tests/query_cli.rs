@@ -162,7 +162,16 @@ fn keys_with_a_query_through_the_admin_socket_of_a_mesh() {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let utf8 = |p: &Path| p.to_str().expect("UTF-8 temp path").to_owned();
     let secret = utf8(&secret);
-    let base = ["--secret-file", secret.as_str()];
+    // One row per page: the admin's query must page through the mesh's matches.
+    let config = tmp.path().join("cloudd.toml");
+    std::fs::write(&config, "[limits]\nmax_get_rows = 1\n").expect("write the config");
+    let config = utf8(&config);
+    let base = [
+        "--secret-file",
+        secret.as_str(),
+        "--config",
+        config.as_str(),
+    ];
     let n1 = start_cloudd("node-1", &tmp.path().join("1"), &base);
     let join = format!("127.0.0.1:{}", n1.port());
     let mut joiner = base.to_vec();
