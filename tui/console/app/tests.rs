@@ -1102,6 +1102,24 @@ fn a_malformed_query_is_said_in_the_bar() {
     app.set_clock(NOW + 60_000 + query::QUERY_EVERY_MS);
     assert_eq!(app.due_polls(), std::slice::from_ref(poll));
 
+    // A bad limit typed over a query in force ends it: its answers would hide the error.
+    app.handle_key(ch('/'));
+    type_text(&mut app, " limit 5 and");
+    app.handle_key(key(KeyCode::Enter));
+    assert!(matches!(app.popup, Some(Popup::Query)));
+    assert!(app.keys.query.active.is_none() && app.keys.query.error);
+    app.poll_done(
+        poll.clone(),
+        Ok(Response::Rows {
+            rows: vec![],
+            truncated: false,
+            incomplete: vec![],
+        }),
+    );
+    assert!(app.keys.query.error, "the old query's answer is dropped");
+    assert_eq!(app.keys.shown_rows().len(), 1);
+    app.handle_key(key(KeyCode::Esc));
+
     // Esc while typing clears the query and closes the bar.
     app.handle_key(ch('/'));
     app.handle_key(key(KeyCode::Esc));

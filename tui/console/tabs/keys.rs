@@ -217,8 +217,14 @@ impl KeysTab {
                 true
             }
             Err(e) => {
+                // As when the node refuses it: no query in force (whose answers would
+                // overwrite the error), every row shows, the text stays to be fixed.
+                let keep = self.row_to_keep();
+                self.query.active = None;
+                self.query.rows = None;
                 self.query.note = Some(e);
                 self.query.error = true;
+                self.refilter_rows(keep);
                 false
             }
         }
