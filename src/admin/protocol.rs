@@ -1,7 +1,9 @@
 //! The admin protocol's messages: what `cloudctl` (and the console) ask a node over its
 //! Unix socket, and what it answers. JSON, so scripts and humans can read it, and versioned:
-//! every request names [`ADMIN_PROTOCOL_VERSION`], and a node refuses a version it does not
-//! speak with [`AdminError::UnsupportedVersion`] instead of guessing.
+//! every request names a version (the oldest that carries its command, see
+//! [`AdminRequest::new`]), and a node refuses a version outside
+//! [`ADMIN_PROTOCOL_MIN_VERSION`]..=[`ADMIN_PROTOCOL_VERSION`] with
+//! [`AdminError::UnsupportedVersion`] instead of guessing.
 //!
 //! One request at a time per connection. Most commands get exactly one response. Two stream:
 //! `drain --wait` (`Progress` frames, then `Drained` or an error) and `watch`
@@ -10,8 +12,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The admin protocol version this build speaks.
-pub const ADMIN_PROTOCOL_VERSION: u16 = 1;
+/// The admin protocol version this build speaks: 2 added queries to `keys`.
+pub const ADMIN_PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest version a node of this build still answers (version 1 is version 2 without
+/// queries, so its requests mean the same).
+pub const ADMIN_PROTOCOL_MIN_VERSION: u16 = 1;
 
 /// Largest request a node reads: a command is a few names, never more.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -32,12 +38,16 @@ pub struct AdminRequest {
 }
 
 impl AdminRequest {
-    /// A request in this build's protocol version.
+    /// A request naming the oldest protocol version that carries its command, so a node of
+    /// an older release answers what it can and refuses the rest by version: a node of
+    /// version 1 would ignore a query it does not know and list every row, which would be
+    /// taken for the matches.
     pub fn new(command: Command) -> Self {
-        AdminRequest {
-            version: ADMIN_PROTOCOL_VERSION,
-            command,
-        }
+        let version = match &command {
+            Command::Keys { query: Some(_), .. } => 2,
+            _ => ADMIN_PROTOCOL_MIN_VERSION,
+        };
+        AdminRequest { version, command }
     }
 }
 
@@ -606,6 +616,29 @@ mod tests {
                 wait: false
             }
         );
+    }
+
+    #[test]
+    fn only_a_query_needs_version_2() {
+        let plain = AdminRequest::new(Command::Keys {
+            primary: Some("servers".into()),
+            secondary: None,
+            query: None,
+        });
+        assert_eq!(plain.version, 1, "an older node still answers it");
+        let asked = AdminRequest::new(Command::Keys {
+            primary: Some("servers".into()),
+            secondary: None,
+            query: Some(KeysQuery {
+                filter: Some("players < 10".into()),
+                ..KeysQuery::default()
+            }),
+        });
+        assert_eq!(
+            asked.version, 2,
+            "an older node refuses it rather than ignore the query"
+        );
+        assert_eq!(AdminRequest::new(Command::Status).version, 1);
     }
 
     #[test]
