@@ -273,6 +273,7 @@ async fn commands_asked_of_one_node_run_on_the_node_they_name() {
         Command::Keys {
             primary: None,
             secondary: None,
+            query: None,
         },
     )
     .await
@@ -298,6 +299,7 @@ async fn commands_asked_of_one_node_run_on_the_node_they_name() {
         Command::Keys {
             primary: Some("players".into()),
             secondary: Some(11),
+            query: None,
         },
     )
     .await

@@ -376,6 +376,7 @@ fn commands() -> Vec<Command> {
         Command::Keys {
             primary: Some("players".into()),
             secondary: Some(3),
+            query: None,
         },
         Command::Drain {
             node: "node-2".into(),

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::CommandFactory;
 use cloudmesh::admin::{
-    AdminClient, AdminClientError, AdminError, Command as AdminCommand, Response, MAX_LISTED_ROWS,
+    AdminClient, AdminClientError, AdminError, Command as AdminCommand, KeysQuery, Response,
+    MAX_LISTED_ROWS,
 };
 
 use crate::cli::{
@@ -63,7 +64,8 @@ pub fn exit_for_admin(e: &AdminError) -> Exit {
     match e {
         AdminError::UnsupportedVersion { .. }
         | AdminError::BadRequest { .. }
-        | AdminError::TooLarge { .. } => Exit::Usage,
+        | AdminError::TooLarge { .. }
+        | AdminError::InvalidQuery { .. } => Exit::Usage,
         AdminError::UnknownNode { .. } | AdminError::UnknownClient { .. } => Exit::NotFound,
         AdminError::Unavailable { .. } | AdminError::Failed { .. } => Exit::Failed,
     }
@@ -250,7 +252,39 @@ pub async fn keys(args: KeysArgs, socket: &Socket, json: bool) -> anyhow::Result
         Some(spec) => (Some(spec.primary), spec.secondary),
         None => (None, None),
     };
-    let r = call(socket, AdminCommand::Keys { primary, secondary }).await?;
+    // The node parses the query, so the admin socket's other clients get the same syntax
+    // and the same errors. A bare --limit is not a query (a query sees only rows whose data
+    // is a JSON object): it keeps the first rows of the plain listing, as `get --limit` does.
+    let asks_query = args.filter.is_some() || args.sort.is_some() || args.near.is_some();
+    let query = asks_query.then_some(KeysQuery {
+        filter: args.filter,
+        sort: args.sort,
+        near: args.near,
+        limit: args.limit,
+    });
+    let cut = args.limit.filter(|_| !asks_query);
+    let mut r = call(
+        socket,
+        AdminCommand::Keys {
+            primary,
+            secondary,
+            query,
+        },
+    )
+    .await?;
+    if let (
+        Some(n),
+        Response::Rows {
+            rows, truncated, ..
+        },
+    ) = (cut, &mut r)
+    {
+        if rows.len() > n as usize {
+            rows.truncate(n as usize);
+            // Cut short as the operator asked: not the listing's own cap.
+            *truncated = false;
+        }
+    }
     match &r {
         Response::Primaries {
             primaries,
@@ -553,6 +587,13 @@ mod tests {
             ),
             (AdminError::BadRequest { reason: s() }, 2),
             (AdminError::TooLarge { size: 1, max: 0 }, 2),
+            (
+                AdminError::InvalidQuery {
+                    part: s(),
+                    reason: s(),
+                },
+                2,
+            ),
             (
                 AdminError::UnknownNode {
                     name: s(),

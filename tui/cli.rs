@@ -190,7 +190,13 @@ pub enum Command {
         {\"type\":\"rows\",\"rows\":[{\"primary\":..,\"secondary\":..,\"owner\":..,\
         \"node\":..,\"version\":..,\"updated_at_ms\":..,\"data\":..,\
         \"encoding\":\"utf8\"|\"hex\",\"size\":..}, ...],\"truncated\":bool,\
-        \"incomplete\":[..]}."
+        \"incomplete\":[..]}.\n\n\
+        Queries: with a KEY, --where, --sort, --near and --limit take what `get` takes (see \
+        `cloudctl get --help` for the syntax) and list only the matching rows, in the \
+        query's order, evaluated mesh-wide by the nodes that hold them; the output is the \
+        same. --limit without a query keeps the first N rows. A malformed query is named \
+        (`invalid query (where): ...`) and exits 2. Example: keys servers --where \
+        'region = \"eu\" and players < 64' --sort players --limit 20."
     )]
     Keys(KeysArgs),
     /// Drain a node: it takes no new clients and moves its clients to other nodes.
@@ -263,6 +269,11 @@ pub enum Command {
         log. Keys: ↑/↓ select, Enter opens, Esc goes back, d drains and u undrains the \
         selected node (y confirms), m migrates the selected client, r rebalances, / \
         filters, ? lists every key, q quits.\n\n\
+        In the key browser's rows, / opens the query bar instead: `FILTER [sort FIELDS] \
+        [limit N]` in the syntax of `get --where` and `--sort` (e.g. `players < 10 sort \
+        -players limit 20`); Enter shows only the matching rows, in the query's order, \
+        asked again when a row under the key changes (at most twice a second) and every \
+        2 s; a malformed query is named in the bar; Esc clears it.\n\n\
         If the daemon goes away the console says so and reconnects. Logs go to \
         $XDG_STATE_HOME/cloudmesh/cloudctl-tui.log (level from CLOUDCTL_LOG). Needs a \
         terminal of at least 80×24. Exits 3 when no daemon answers on --socket at start."
@@ -358,6 +369,32 @@ pub struct KeysArgs {
     /// primary keys]
     #[arg(value_name = "PRIMARY[/SECONDARY]")]
     pub key: Option<KeySpec>,
+
+    /// Only rows whose data matches this filter (the syntax of `get --where`)
+    #[arg(long = "where", value_name = "FILTER", requires = "key")]
+    pub filter: Option<String>,
+
+    /// Order by these fields: `field [asc|desc], ...` (`-field` is desc)
+    #[arg(
+        long,
+        value_name = "FIELDS",
+        requires = "key",
+        allow_hyphen_values = true
+    )]
+    pub sort: Option<String>,
+
+    /// Only rows whose x, y (and z) fields lie within R of this point: X,Y,R or X,Y,Z,R
+    #[arg(
+        long,
+        value_name = "X,Y[,Z],R",
+        requires = "key",
+        allow_hyphen_values = true
+    )]
+    pub near: Option<String>,
+
+    /// At most this many rows (with --where, --sort or --near; at most 10000)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "key")]
+    pub limit: Option<u32>,
 }
 
 /// `cloudctl drain`.
@@ -1090,7 +1127,38 @@ mod tests {
         assert!(keys_arg("").is_err());
         assert!(keys_arg(&"p".repeat(300)).is_err());
         let cli = Cli::try_parse_from(["cloudctl", "keys"]).expect("parses");
-        assert!(matches!(cli.command, Command::Keys(KeysArgs { key: None })));
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysArgs {
+                key: None,
+                filter: None,
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from([
+            "cloudctl",
+            "keys",
+            "servers",
+            "--where",
+            "players < 10",
+            "--sort",
+            "-players",
+            "--limit",
+            "3",
+            "--near",
+            "1,2,3",
+        ])
+        .expect("parses");
+        let Command::Keys(k) = cli.command else {
+            panic!("keys expected")
+        };
+        assert_eq!(k.filter.as_deref(), Some("players < 10"));
+        assert_eq!(k.sort.as_deref(), Some("-players"));
+        assert_eq!((k.limit, k.near.as_deref()), (Some(3), Some("1,2,3")));
+        assert!(
+            Cli::try_parse_from(["cloudctl", "keys", "--where", "a = 1"]).is_err(),
+            "a query needs a key"
+        );
     }
 
     #[test]

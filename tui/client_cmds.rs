@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use cloudmesh::client::{Client, ClientError, ClientOptions};
-use cloudmesh::proto::{GetPage, GetQuery, KeySpec, Point, QueryPage, DEFAULT_PORT};
-use cloudmesh::query::{Filter, Query};
+use cloudmesh::proto::{GetPage, GetQuery, KeySpec, QueryPage, DEFAULT_PORT};
+use cloudmesh::query::Query;
 use cloudmesh::transport::Trust;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -368,35 +368,6 @@ async fn get_limited(
     }
 }
 
-/// `--near X,Y,R` or `X,Y,Z,R`.
-fn parse_near(text: &str) -> Result<Filter, UsageError> {
-    let bad = || UsageError(format!("--near {text:?} is not X,Y,R or X,Y,Z,R (numbers)"));
-    let nums: Vec<f64> = text
-        .split(',')
-        .map(|s| s.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    match nums.as_slice() {
-        [x, y, r] => Ok(Filter::Near(
-            Point {
-                x: *x,
-                y: *y,
-                z: None,
-            },
-            *r,
-        )),
-        [x, y, z, r] => Ok(Filter::Near(
-            Point {
-                x: *x,
-                y: *y,
-                z: Some(*z),
-            },
-            *r,
-        )),
-        _ => Err(bad()),
-    }
-}
-
 /// The query `--where`, `--sort` and `--near` ask for; `None` when none is given (and not
 /// `always`).
 fn cli_query(
@@ -418,7 +389,7 @@ fn cli_query(
         q = q.sort_text(text).map_err(|e| usage("--sort", e))?;
     }
     if let Some(text) = near {
-        q = q.filter(parse_near(text)?);
+        q = q.filter(cloudmesh::query::parse_near(text).map_err(|e| usage("--near", e))?);
     }
     q.build().map_err(|e| usage("the query", e))?;
     Ok(Some(q))

@@ -1,7 +1,9 @@
 //! The admin protocol's messages: what `cloudctl` (and the console) ask a node over its
 //! Unix socket, and what it answers. JSON, so scripts and humans can read it, and versioned:
-//! every request names [`ADMIN_PROTOCOL_VERSION`], and a node refuses a version it does not
-//! speak with [`AdminError::UnsupportedVersion`] instead of guessing.
+//! every request names a version (the oldest that carries its command, see
+//! [`AdminRequest::new`]), and a node refuses a version outside
+//! [`ADMIN_PROTOCOL_MIN_VERSION`]..=[`ADMIN_PROTOCOL_VERSION`] with
+//! [`AdminError::UnsupportedVersion`] instead of guessing.
 //!
 //! One request at a time per connection. Most commands get exactly one response. Two stream:
 //! `drain --wait` (`Progress` frames, then `Drained` or an error) and `watch`
@@ -10,8 +12,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The admin protocol version this build speaks.
-pub const ADMIN_PROTOCOL_VERSION: u16 = 1;
+/// The admin protocol version this build speaks: 2 added queries to `keys`.
+pub const ADMIN_PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest version a node of this build still answers (version 1 is version 2 without
+/// queries, so its requests mean the same).
+pub const ADMIN_PROTOCOL_MIN_VERSION: u16 = 1;
 
 /// Largest request a node reads: a command is a few names, never more.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -32,12 +38,16 @@ pub struct AdminRequest {
 }
 
 impl AdminRequest {
-    /// A request in this build's protocol version.
+    /// A request naming the oldest protocol version that carries its command, so a node of
+    /// an older release answers what it can and refuses the rest by version: a node of
+    /// version 1 would ignore a query it does not know and list every row, which would be
+    /// taken for the matches.
     pub fn new(command: Command) -> Self {
-        AdminRequest {
-            version: ADMIN_PROTOCOL_VERSION,
-            command,
-        }
+        let version = match &command {
+            Command::Keys { query: Some(_), .. } => 2,
+            _ => ADMIN_PROTOCOL_MIN_VERSION,
+        };
+        AdminRequest { version, command }
     }
 }
 
@@ -68,6 +78,11 @@ pub enum Command {
         /// With `primary`: only this secondary key.
         #[serde(default)]
         secondary: Option<u32>,
+        /// With `primary`: only the rows whose data matches, in the query's order
+        /// (evaluated mesh-wide by the nodes that hold the rows, as `cloudctl get --where`).
+        /// Absent in requests from before queries, which list every row.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<KeysQuery>,
     },
     /// Drains a node: it takes no new clients and moves its clients away.
     Drain {
@@ -103,6 +118,25 @@ pub enum Command {
         #[serde(default)]
         key: Option<String>,
     },
+}
+
+/// A query over the rows `keys PRIMARY` lists, in the text syntax of `cloudctl get`'s
+/// `--where`, `--sort` and `--near` (the node parses it, so every client of the admin
+/// socket gets the same syntax and the same errors).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysQuery {
+    /// The filter: `region = "eu" and players < 64`.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The order: `field [asc|desc], ...` (`-field` is descending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Rows whose `x`, `y` (and `z`) lie within a radius: `X,Y,R` or `X,Y,Z,R`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near: Option<String>,
+    /// At most this many rows (never more than [`MAX_LISTED_ROWS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// One response frame.
@@ -249,6 +283,15 @@ pub enum AdminError {
         /// The node.
         node: String,
         /// Why.
+        reason: String,
+    },
+    /// The query of `keys` is malformed or over a limit; `part` names what is wrong
+    /// (`where`, `sort`, `near`, or `query` for the whole).
+    #[error("invalid query ({part}): {reason}")]
+    InvalidQuery {
+        /// Which part of the query.
+        part: String,
+        /// What is wrong, and where in the text.
         reason: String,
     },
     /// The command ran and failed (a drain that could not finish, a refused migration).
@@ -573,6 +616,58 @@ mod tests {
                 wait: false
             }
         );
+    }
+
+    #[test]
+    fn only_a_query_needs_version_2() {
+        let plain = AdminRequest::new(Command::Keys {
+            primary: Some("servers".into()),
+            secondary: None,
+            query: None,
+        });
+        assert_eq!(plain.version, 1, "an older node still answers it");
+        let asked = AdminRequest::new(Command::Keys {
+            primary: Some("servers".into()),
+            secondary: None,
+            query: Some(KeysQuery {
+                filter: Some("players < 10".into()),
+                ..KeysQuery::default()
+            }),
+        });
+        assert_eq!(
+            asked.version, 2,
+            "an older node refuses it rather than ignore the query"
+        );
+        assert_eq!(AdminRequest::new(Command::Status).version, 1);
+    }
+
+    #[test]
+    fn keys_requests_from_before_queries_still_parse() {
+        let old: Command = serde_json::from_str(r#"{"cmd":"keys","primary":"servers"}"#)
+            .expect("decode without a query");
+        assert_eq!(
+            old,
+            Command::Keys {
+                primary: Some("servers".into()),
+                secondary: None,
+                query: None
+            }
+        );
+        // A plain listing is written as before, so an older peer reads it.
+        let json = serde_json::to_string(&old).expect("encode");
+        assert_eq!(
+            json,
+            r#"{"cmd":"keys","primary":"servers","secondary":null}"#
+        );
+        let asked: Command = serde_json::from_str(
+            r#"{"cmd":"keys","primary":"servers","query":{"where":"players < 10","limit":5}}"#,
+        )
+        .expect("decode with a query");
+        let Command::Keys { query: Some(q), .. } = asked else {
+            panic!("no query in {asked:?}");
+        };
+        assert_eq!(q.filter.as_deref(), Some("players < 10"));
+        assert_eq!((q.sort, q.near, q.limit), (None, None, Some(5)));
     }
 
     #[test]

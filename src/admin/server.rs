@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::frame::{self, FrameError};
 use super::protocol::{
-    AdminError, AdminRequest, Command, Response, ADMIN_PROTOCOL_VERSION, MAX_REQUEST_BYTES,
-    MAX_RESPONSE_BYTES,
+    AdminError, AdminRequest, Command, Response, ADMIN_PROTOCOL_MIN_VERSION,
+    ADMIN_PROTOCOL_VERSION, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
 };
 
 /// What runs the commands the socket receives: the node (`cloudmesh::node::AdminHandle`), or
@@ -392,7 +392,7 @@ fn parse(body: &[u8]) -> Result<Command, AdminError> {
     let v: Versioned = serde_json::from_slice(body).map_err(|e| AdminError::BadRequest {
         reason: e.to_string(),
     })?;
-    if v.version != ADMIN_PROTOCOL_VERSION {
+    if !(ADMIN_PROTOCOL_MIN_VERSION..=ADMIN_PROTOCOL_VERSION).contains(&v.version) {
         return Err(AdminError::UnsupportedVersion {
             requested: v.version,
             supported: ADMIN_PROTOCOL_VERSION,
@@ -429,6 +429,16 @@ mod tests {
                 requested: 9,
                 supported: ADMIN_PROTOCOL_VERSION
             }
+        );
+        let e = parse(br#"{"version":0,"command":{"cmd":"status"}}"#).expect_err("refused");
+        assert!(
+            matches!(e, AdminError::UnsupportedVersion { requested: 0, .. }),
+            "{e:?}"
+        );
+        assert_eq!(
+            parse(br#"{"version":2,"command":{"cmd":"keys","primary":"p","query":{"where":"a = 1"}}}"#)
+                .map(|c| matches!(c, Command::Keys { query: Some(_), .. })),
+            Ok(true)
         );
         let e = parse(br#"{"version":1,"command":{"cmd":"teleport"}}"#).expect_err("refused");
         assert!(matches!(e, AdminError::BadRequest { .. }), "{e:?}");

@@ -22,15 +22,18 @@ use super::request;
 use super::shared::{PendingCall, Shared};
 use super::{drain, gossip, migrate, place, rebalance};
 use crate::admin::protocol::{
-    AdminError, CandidateInfo, ClientInfo, Command, Event, EventFrame, NodeInfo, PlaceReport,
-    PrimaryInfo, RebalanceMove, Response, RowInfo, Snapshot, StatusInfo, ZoneInfo, MAX_LISTED_ROWS,
+    AdminError, CandidateInfo, ClientInfo, Command, Event, EventFrame, KeysQuery, NodeInfo,
+    PlaceReport, PrimaryInfo, RebalanceMove, Response, RowInfo, Snapshot, StatusInfo, ZoneInfo,
+    MAX_LISTED_ROWS, MAX_RESPONSE_BYTES,
 };
 use crate::admin::server::CommandRunner;
 use crate::mesh::MeshEvent;
 use crate::proto::{
     outbox, ClientId, DeleteReason, FrameDecoder, GetQuery, KeySpec, MemberInfo, NodeId, NodeState,
-    Notification, OutboxWriter, PeerFrame, Position, Reply, Request, Row, ServerFrame,
+    Notification, Outbox, OutboxWriter, PeerFrame, Position, QueryPage, Reply, Request, Row,
+    RowQuery, ServerFrame, WireError,
 };
+use crate::query::{parse_near, Query, QueryError};
 
 /// Answer frames a command may queue before its producer waits for the reader.
 const ANSWER_QUEUE: usize = 64;
@@ -73,7 +76,14 @@ async fn run(shared: Arc<Shared>, command: Command, tx: Out) {
         }
         Command::Watch { key } => return watch(shared, key, tx).await,
         Command::Clients { node, session } => clients(&shared, node, session).await,
-        Command::Keys { primary, secondary } => keys(&shared, primary, secondary).await,
+        Command::Keys {
+            primary,
+            secondary,
+            query: Some(query),
+        } => keys_query(&shared, primary, secondary, query).await,
+        Command::Keys {
+            primary, secondary, ..
+        } => keys(&shared, primary, secondary).await,
         Command::Migrate { client, to } => migrate_anywhere(&shared, client, to).await,
         // Answered above.
         Command::Status | Command::Nodes | Command::Rebalance | Command::Place { .. } => return,
@@ -92,7 +102,16 @@ async fn run_local(shared: Arc<Shared>, command: Command, tx: Out) {
             clients: local_clients(&shared, session),
             incomplete: Vec::new(),
         }),
-        Command::Keys { primary, secondary } => Ok(local_keys(&shared, primary, secondary)),
+        // A query is mesh-wide through the request layer, never forwarded as an admin
+        // command, so running it here cannot loop.
+        Command::Keys {
+            primary,
+            secondary,
+            query: Some(query),
+        } => keys_query(&shared, primary, secondary, query).await,
+        Command::Keys {
+            primary, secondary, ..
+        } => Ok(local_keys(&shared, primary, secondary)),
         Command::Drain { wait, .. } => return drain_here(shared, wait, tx).await,
         Command::Undrain { .. } => {
             gossip::set_state(&shared, NodeState::Active);
@@ -618,6 +637,7 @@ async fn keys(
     let command = Command::Keys {
         primary: primary.clone(),
         secondary,
+        query: None,
     };
     let members = member_ids(shared);
     let answers = gather(shared, &members, &command, shared.config.remote_timeout).await;
@@ -673,6 +693,96 @@ async fn keys(
         truncated,
         incomplete,
     })
+}
+
+/// The rows under `primary[/secondary]` whose data matches `query`, in its order: the
+/// same mesh-wide evaluation a client's query gets (the request layer asks the nodes that
+/// hold rows under the key, only matches cross the mesh), page after page up to the
+/// query's limit or [`MAX_LISTED_ROWS`].
+async fn keys_query(
+    shared: &Arc<Shared>,
+    primary: Option<String>,
+    secondary: Option<u32>,
+    query: KeysQuery,
+) -> Result<Response, AdminError> {
+    let Some(primary) = primary else {
+        return Err(AdminError::BadRequest {
+            reason: "a query needs a primary key to look under".into(),
+        });
+    };
+    let spec = KeySpec { primary, secondary };
+    spec.validate().map_err(|e| AdminError::BadRequest {
+        reason: e.to_string(),
+    })?;
+    let base = compile_query(spec, &query)?;
+    let cap = query
+        .limit
+        .map_or(MAX_LISTED_ROWS, |l| (l as usize).min(MAX_LISTED_ROWS));
+    let mut asker = Observer::register(shared)?;
+    let mut rows = Vec::new();
+    let mut incomplete = BTreeSet::new();
+    let mut truncated = false;
+    let mut start = None;
+    // The answer goes out in one admin frame: bound it the way a listing is bounded.
+    let budget = MAX_RESPONSE_BYTES / 2;
+    let mut used = 0;
+    'pages: loop {
+        let page = asker
+            .query(RowQuery {
+                limit: u32::try_from(cap - rows.len()).unwrap_or(u32::MAX),
+                start: start.take(),
+                ..base.clone()
+            })
+            .await?;
+        let hub = shared.hub();
+        incomplete.extend(page.incomplete.iter().map(|n| name_of(&hub, *n)));
+        // More may match than the listing holds; a limit the operator set is not that.
+        let over_listing = query.limit.is_none_or(|l| l as usize > MAX_LISTED_ROWS);
+        for row in &page.rows {
+            if rows.len() == cap {
+                truncated = over_listing;
+                break 'pages;
+            }
+            used += row.data.len() * 2 + row.key.primary.len() + 256;
+            if used > budget {
+                truncated = true;
+                break 'pages;
+            }
+            rows.push(row_info(&hub, row));
+        }
+        match page.next {
+            Some(next) if rows.len() < cap => start = Some(next),
+            Some(_) => {
+                truncated = over_listing;
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok(Response::Rows {
+        rows,
+        truncated,
+        incomplete: incomplete.into_iter().collect(),
+    })
+}
+
+/// The wire form of an admin query over `spec`, each malformed part named.
+fn compile_query(spec: KeySpec, q: &KeysQuery) -> Result<RowQuery, AdminError> {
+    let invalid = |part: &str, e: QueryError| AdminError::InvalidQuery {
+        part: part.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut built = Query::on([spec]);
+    if let Some(text) = &q.filter {
+        built = built.where_text(text).map_err(|e| invalid("where", e))?;
+    }
+    if let Some(text) = &q.sort {
+        built = built.sort_text(text).map_err(|e| invalid("sort", e))?;
+    }
+    if let Some(text) = &q.near {
+        built = built.filter(parse_near(text).map_err(|e| invalid("near", e))?);
+    }
+    built.build().map_err(|e| invalid("query", e))
 }
 
 fn place_report(shared: &Shared, position: Option<(f32, f32)>) -> PlaceReport {
@@ -851,6 +961,9 @@ async fn migrate_anywhere(
 struct Observer {
     shared: Arc<Shared>,
     id: ClientId,
+    /// Where the answers to its requests are queued.
+    outbox: Outbox,
+    next_request: u64,
     writer: OutboxWriter,
     decoder: FrameDecoder,
     /// Queued bytes not decoded yet.
@@ -858,11 +971,8 @@ struct Observer {
 }
 
 impl Observer {
-    fn open(shared: &Arc<Shared>, primary: &str) -> Result<Observer, AdminError> {
-        let spec = KeySpec::primary(primary);
-        spec.validate().map_err(|e| AdminError::BadRequest {
-            reason: e.to_string(),
-        })?;
+    /// A store client for the admin's own requests: no rows, no connection.
+    fn register(shared: &Arc<Shared>) -> Result<Observer, AdminError> {
         let (outbox, writer) = outbox(shared.config.max_outbound_bytes);
         let id = {
             let mut hub = shared.hub();
@@ -880,6 +990,24 @@ impl Observer {
                 .insert(id, Link::new(outbox.clone(), LinkKind::Observer));
             id
         };
+        Ok(Observer {
+            shared: shared.clone(),
+            id,
+            outbox,
+            next_request: 1,
+            writer,
+            decoder: FrameDecoder::new(shared.config.max_frame),
+            buf: BytesMut::new(),
+        })
+    }
+
+    /// An observer subscribed to every row under `primary`.
+    fn open(shared: &Arc<Shared>, primary: &str) -> Result<Observer, AdminError> {
+        let spec = KeySpec::primary(primary);
+        spec.validate().map_err(|e| AdminError::BadRequest {
+            reason: e.to_string(),
+        })?;
+        let mut observer = Observer::register(shared)?;
         let query = GetQuery {
             keys: vec![spec],
             owners: None,
@@ -887,15 +1015,53 @@ impl Observer {
             limit: 0,
             subscribe: true,
         };
-        // A get+subscribe asks nothing of the node beyond the store.
-        let _ = request::execute(shared, id, &Sink::Client(outbox), 1, Request::Get(query));
-        Ok(Observer {
-            shared: shared.clone(),
+        observer.send(Request::Get(query));
+        Ok(observer)
+    }
+
+    /// Sends a request as this observer; its answer comes on the observer's queue.
+    fn send(&mut self, request: Request) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        // A get or a query asks nothing of the node beyond the store and its peers.
+        let _ = request::execute(
+            &self.shared,
+            self.id,
+            &Sink::Client(self.outbox.clone()),
             id,
-            writer,
-            decoder: FrameDecoder::new(shared.config.max_frame),
-            buf: BytesMut::new(),
-        })
+            request,
+        );
+        id
+    }
+
+    /// One page of a query, evaluated mesh-wide as a client's query is.
+    async fn query(&mut self, query: RowQuery) -> Result<QueryPage, AdminError> {
+        let asked = self.send(Request::Query(query));
+        loop {
+            match self.next().await {
+                Some(ServerFrame::Response { id, result }) if id == asked => {
+                    return match result {
+                        Ok(Reply::Queried(page)) => Ok(page),
+                        Ok(other) => Err(AdminError::Failed {
+                            reason: format!("unexpected answer {other:?}"),
+                        }),
+                        Err(WireError::InvalidQuery { reason }) => Err(AdminError::InvalidQuery {
+                            part: "query".into(),
+                            reason,
+                        }),
+                        Err(e) => Err(AdminError::Failed {
+                            reason: e.to_string(),
+                        }),
+                    };
+                }
+                Some(_) => {}
+                None => {
+                    return Err(AdminError::Failed {
+                        reason: "node shutting down".into(),
+                    })
+                }
+            }
+        }
     }
 
     async fn next(&mut self) -> Option<ServerFrame> {

@@ -22,7 +22,7 @@ pub use error::QueryError;
 pub use eval::{matches, parse_object, Object, Place, SortVal};
 pub use filter::Filter;
 pub use merge::merge;
-pub use parse::{parse_filter, parse_sort};
+pub use parse::{parse_filter, parse_near, parse_sort};
 
 use crate::proto::{ClientId, QueryCursor, RowQuery, SortKey};
 

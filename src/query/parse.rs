@@ -447,6 +447,48 @@ pub fn parse_filter(text: &str) -> Result<Filter, QueryError> {
     Ok(f)
 }
 
+/// Parses an area of interest given as `X,Y,R` or `X,Y,Z,R` (what `cloudctl --near` and
+/// the admin protocol's `near` take): rows whose position lies within `R` of the point.
+/// The radius and coordinates are checked when the query is built.
+pub fn parse_near(text: &str) -> Result<Filter, QueryError> {
+    let bad = || QueryError::Syntax {
+        at: 0,
+        expected: "X,Y,R or X,Y,Z,R (numbers)".into(),
+        found: format!("{:?}", text.chars().take(40).collect::<String>()),
+    };
+    if text.len() > MAX_TEXT {
+        return Err(QueryError::TooLong {
+            what: "the area".into(),
+            len: text.len(),
+            max: MAX_TEXT,
+        });
+    }
+    let nums: Vec<f64> = text
+        .split(',')
+        .map(|s| s.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    match nums.as_slice() {
+        [x, y, r] => Ok(Filter::Near(
+            Point {
+                x: *x,
+                y: *y,
+                z: None,
+            },
+            *r,
+        )),
+        [x, y, z, r] => Ok(Filter::Near(
+            Point {
+                x: *x,
+                y: *y,
+                z: Some(*z),
+            },
+            *r,
+        )),
+        _ => Err(bad()),
+    }
+}
+
 /// Parses a sort list (`players, name desc`, or `-players` for highest first).
 pub fn parse_sort(text: &str) -> Result<Vec<SortKey>, QueryError> {
     let toks = lex(text)?;

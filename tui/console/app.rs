@@ -134,10 +134,12 @@ impl App {
         self.popup.as_ref().is_some_and(Popup::is_dialog)
     }
 
-    /// The list the cursor keys and `/` act on, if the view shown has one.
+    /// The list `/` filters, if the view shown has one (in the key browser's rows `/`
+    /// opens the query bar instead).
     pub fn filter_view(&self) -> Option<&ListView> {
         match self.tab {
             Tab::Overview => Some(self.overview.list()),
+            Tab::Keys if self.keys.browsing.is_some() => None,
             Tab::Keys => Some(self.keys.list()),
             Tab::Zones => None,
             Tab::Events => Some(&self.log.view),
@@ -147,6 +149,7 @@ impl App {
     fn filter_view_mut(&mut self) -> Option<&mut ListView> {
         match self.tab {
             Tab::Overview => Some(self.overview.list_mut()),
+            Tab::Keys if self.keys.browsing.is_some() => None,
             Tab::Keys => Some(self.keys.list_mut()),
             Tab::Zones => None,
             Tab::Events => Some(&mut self.log.view),
@@ -185,6 +188,10 @@ impl App {
         match &mut self.popup {
             Some(Popup::Filter) => {
                 self.filter_key(intent, &key);
+                None
+            }
+            Some(Popup::Query) => {
+                self.query_key(intent, &key);
                 None
             }
             Some(popup) => {
@@ -230,6 +237,29 @@ impl App {
             self.popup = None;
         }
         self.refilter_current();
+    }
+
+    /// A key while typing in the key browser's query bar: Enter runs the query (the bar
+    /// stays open while what was typed cannot be run), Esc clears it.
+    fn query_key(&mut self, intent: Option<Intent>, key: &KeyEvent) {
+        if self.tab != Tab::Keys || self.keys.browsing.is_none() {
+            self.popup = None;
+            return;
+        }
+        match filter::edit(intent, key) {
+            Some(filter::FilterEdit::Keep) => {
+                let ran = self.keys.run_query();
+                if ran {
+                    self.popup = None;
+                }
+            }
+            Some(filter::FilterEdit::Clear) => {
+                self.keys.clear_query();
+                self.popup = None;
+            }
+            Some(edit) => edit.apply(&mut self.keys.query.text),
+            None => {}
+        }
     }
 
     /// A key no popup took: the keys that work in every view, else the tab's.

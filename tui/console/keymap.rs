@@ -34,6 +34,8 @@ pub enum Scope {
     Confirm,
     /// Typing a filter.
     Filter,
+    /// Typing a query in the key browser's query bar.
+    Query,
     /// The help overlay.
     Help,
 }
@@ -55,6 +57,7 @@ impl Scope {
             Scope::Picker => "Migration target picker",
             Scope::Confirm => "Confirmation",
             Scope::Filter => "Typing a filter",
+            Scope::Query => "Typing a query: FILTER [sort FIELDS] [limit N]",
             Scope::Help => "This help",
         }
     }
@@ -95,6 +98,8 @@ pub enum Intent {
     Back,
     /// Start typing a filter for the list under the cursor.
     Filter,
+    /// Open the key browser's query bar.
+    Query,
     /// Drain the selected node.
     Drain,
     /// Undrain the selected node.
@@ -384,9 +389,16 @@ pub const BINDINGS: &[Binding] = &[
     ),
     b(
         Scope::Rows,
+        &[Key::Char('/')],
+        Intent::Query,
+        "query the rows' data: only matches, kept live",
+        Some("query"),
+    ),
+    b(
+        Scope::Rows,
         &[Key::Code(C::Esc), Key::Code(C::Backspace)],
         Intent::Back,
-        "back to the primary keys",
+        "clear the query, else back to the primary keys",
         Some("keys"),
     ),
     b(
@@ -445,6 +457,27 @@ pub const BINDINGS: &[Binding] = &[
     ),
     b(
         Scope::Filter,
+        &[Key::Code(C::Backspace)],
+        Intent::DeleteChar,
+        "delete a character (other keys type)",
+        None,
+    ),
+    b(
+        Scope::Query,
+        &[Key::Code(C::Enter)],
+        Intent::KeepFilter,
+        "run it (players < 10 sort -players limit 20)",
+        Some("run"),
+    ),
+    b(
+        Scope::Query,
+        &[Key::Code(C::Esc)],
+        Intent::ClearFilter,
+        "clear the query: every row again",
+        Some("clear"),
+    ),
+    b(
+        Scope::Query,
         &[Key::Code(C::Backspace)],
         Intent::DeleteChar,
         "delete a character (other keys type)",

@@ -4,7 +4,8 @@
 //! - [`help`]: the keys, written from the keymap;
 //! - [`confirm`]: a yes/no question before an action;
 //! - [`migrate`]: the node to move a client to;
-//! - [`filter`]: typing a list's filter (in the help bar, not over the view).
+//! - [`filter`]: typing a list's filter (in the help bar, not over the view), and the key
+//!   browser's query (in its query bar, with the same edits).
 
 pub mod confirm;
 pub mod filter;
@@ -29,6 +30,9 @@ pub enum Popup {
     /// The operator is typing a filter for the list under the cursor (the list itself
     /// keeps the text; see [`filter`]).
     Filter,
+    /// The operator is typing a query in the key browser's query bar (the tab keeps the
+    /// text; the keys edit it as they edit a filter).
+    Query,
 }
 
 /// What a key did to a dialog.
@@ -52,13 +56,15 @@ impl Popup {
             Popup::Confirm(_) => vec![Scope::Confirm, Scope::Always],
             Popup::Migrate(_) => vec![Scope::Picker, Scope::List, Scope::Always],
             Popup::Filter => vec![Scope::Filter, Scope::Always],
+            Popup::Query => vec![Scope::Query, Scope::Always],
         }
     }
 
     /// Whether it is a dialog drawn over the view, which then shows no pane as focused.
-    /// Typing a filter happens in the help bar: the list being filtered keeps its focus.
+    /// Typing a filter happens in the help bar, a query in the query bar: the list keeps
+    /// its focus.
     pub fn is_dialog(&self) -> bool {
-        !matches!(self, Popup::Filter)
+        !matches!(self, Popup::Filter | Popup::Query)
     }
 
     /// What a key does to a dialog (the filter's keys are edits: see [`filter::edit`]).
@@ -67,7 +73,7 @@ impl Popup {
             Popup::Help(help) => help.handle(intent),
             Popup::Confirm(confirm) => confirm.handle(intent),
             Popup::Migrate(picker) => picker.handle(intent),
-            Popup::Filter => Outcome::Stay,
+            Popup::Filter | Popup::Query => Outcome::Stay,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! [`Poll`]s that keep the listings fresh, with the [`PollClock`] that says when one is due.
 //! The app only describes them; `run.rs` sends them on the admin connections.
 
-use cloudmesh::admin::Command;
+use cloudmesh::admin::{Command, KeysQuery};
 
 /// What the run loop should do for the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,13 @@ pub enum Poll {
     },
     /// The primary keys with their row counts.
     Primaries,
+    /// The rows under `key` that match the key browser's query.
+    Query {
+        /// The primary key browsed.
+        key: String,
+        /// The query, as the bar's text split it.
+        query: KeysQuery,
+    },
 }
 
 impl Poll {
@@ -96,6 +103,12 @@ impl Poll {
             Poll::Primaries => Command::Keys {
                 primary: None,
                 secondary: None,
+                query: None,
+            },
+            Poll::Query { key, query } => Command::Keys {
+                primary: Some(key.clone()),
+                secondary: None,
+                query: Some(query.clone()),
             },
         }
     }

@@ -59,8 +59,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Popup::Help(help)) => popups::draw_help(frame, app, body, help.scroll),
         Some(Popup::Confirm(confirm)) => popups::draw_confirm(frame, body, confirm),
         Some(Popup::Migrate(picker)) => popups::draw_picker(frame, app, body, picker),
-        // The filter being typed shows in the help bar.
-        Some(Popup::Filter) | None => {}
+        // The filter being typed shows in the help bar, the query in the key browser's bar.
+        Some(Popup::Filter | Popup::Query) | None => {}
     }
 }
 

@@ -50,6 +50,9 @@ impl App {
             }
             Poll::Clients { node } => self.overview.clients_answered(node, result, &self.nodes),
             Poll::Primaries => self.keys.primaries_answered(result),
+            Poll::Query { key, query } => {
+                self.keys.query_answered(&key, &query, result, self.now_ms)
+            }
         }
     }
 

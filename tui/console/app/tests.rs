@@ -5,6 +5,7 @@ use crate::console::nodes::HISTORY;
 use crate::console::popups::confirm::ConfirmPopup;
 use crate::console::popups::migrate::MigratePicker;
 use crate::console::requests::Poll;
+use crate::console::tabs::keys::query;
 use crate::console::tabs::overview::{Focus, CLIENTS_EVERY_MS};
 use cloudmesh::admin::{AdminError, Event, NodeInfo, RebalanceMove, Response};
 
@@ -889,4 +890,239 @@ fn esc_and_a_key_sent_together_are_both_taken() {
     assert_eq!(app.tab, Tab::Keys);
     let alt_q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::ALT);
     assert_eq!(app.handle_key(alt_q), Some(Action::Quit));
+}
+
+/// Types `text` as keys.
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        assert_eq!(
+            app.handle_key(ch(c)),
+            None,
+            "typing {c:?} does nothing else"
+        );
+    }
+}
+
+#[test]
+fn the_query_bar_shows_only_matches_and_keeps_them_live() {
+    use cloudmesh::admin::KeysQuery;
+    let mut app = live_app();
+    app.handle_key(ch('2'));
+    answer_polls(&mut app);
+    // On the primary keys `/` still filters them.
+    app.handle_key(ch('/'));
+    assert!(matches!(app.popup, Some(Popup::Filter)));
+    app.handle_key(key(KeyCode::Esc));
+    app.handle_key(key(KeyCode::End));
+    app.handle_key(key(KeyCode::Enter));
+    app.apply(snapshot(Some(vec![
+        row(3, 1, r#"{"x":1}"#, 4),
+        row(5, 1, r#"{"x":9}"#, 5),
+        row(7, 2, r#"{"x":7}"#, 6),
+    ])));
+
+    // `/` opens the bar; q and d are text there.
+    app.handle_key(ch('/'));
+    assert!(matches!(app.popup, Some(Popup::Query)));
+    assert!(!app.dialog_open(), "the rows keep their focus");
+    type_text(&mut app, "x > 2 and q != 1 sort -x limit 2");
+    app.handle_key(key(KeyCode::Backspace));
+    type_text(&mut app, "5");
+    assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
+    assert!(app.popup.is_none());
+    let asked = KeysQuery {
+        filter: Some("x > 2 and q != 1".into()),
+        sort: Some("-x".into()),
+        near: None,
+        limit: Some(5),
+    };
+    assert_eq!(app.keys.query.active.as_ref(), Some(&asked));
+    // Nothing shown until the node answers; the query is asked at once.
+    assert!(app.keys.shown_rows().is_empty() && !app.keys.shown_loaded());
+    let poll = Poll::Query {
+        key: "players".into(),
+        query: asked.clone(),
+    };
+    assert_eq!(app.due_polls(), std::slice::from_ref(&poll));
+    assert_eq!(app.due_polls(), [], "one at a time");
+    let rows_answer = |rows| {
+        Ok(Response::Rows {
+            rows,
+            truncated: false,
+            incomplete: vec![],
+        })
+    };
+    app.poll_done(
+        poll.clone(),
+        rows_answer(vec![row(5, 1, r#"{"x":9}"#, 5), row(7, 2, r#"{"x":7}"#, 6)]),
+    );
+    let shown = |app: &App| -> Vec<(u32, String)> {
+        app.keys
+            .shown_rows()
+            .iter()
+            .map(|r| (r.info.secondary, r.info.data.clone()))
+            .collect()
+    };
+    assert_eq!(
+        shown(&app),
+        [(5, r#"{"x":9}"#.into()), (7, r#"{"x":7}"#.into())],
+        "in the query's order"
+    );
+    assert_eq!(
+        app.keys.shown_rows()[0].changed_at_ms,
+        0,
+        "the first answer"
+    );
+
+    // Live: a change under the key asks again soon (not back to back with the last
+    // answer); the timer asks again too.
+    assert_eq!(app.due_polls(), []);
+    app.apply(event(0, Event::RowChanged(row(3, 1, r#"{"x":8}"#, 9))));
+    assert_eq!(app.keys.rows.len(), 3, "every row is still followed");
+    assert_eq!(app.due_polls(), []);
+    app.set_clock(NOW + query::QUERY_MIN_GAP_MS);
+    assert_eq!(app.due_polls(), std::slice::from_ref(&poll));
+    app.set_clock(NOW + 1_000);
+    app.poll_done(
+        poll.clone(),
+        rows_answer(vec![
+            row(5, 1, r#"{"x":9}"#, 5),
+            row(3, 1, r#"{"x":8}"#, 9),
+            row(7, 2, r#"{"x":7}"#, 6),
+        ]),
+    );
+    assert_eq!(shown(&app).len(), 3);
+    let flashes: Vec<u64> = app
+        .keys
+        .shown_rows()
+        .iter()
+        .map(|r| r.changed_at_ms)
+        .collect();
+    assert_eq!(flashes, [0, NOW + 1_000, 0], "the row that entered flashes");
+    app.set_clock(NOW + 1_000 + query::QUERY_EVERY_MS);
+    assert_eq!(app.due_polls(), std::slice::from_ref(&poll));
+    // An answer to a query no longer in force is dropped.
+    let other = Poll::Query {
+        key: "players".into(),
+        query: KeysQuery::default(),
+    };
+    app.poll_done(other, rows_answer(vec![]));
+    assert_eq!(shown(&app).len(), 3);
+
+    // Esc clears the query (every row again), then goes back to the keys.
+    assert_eq!(app.handle_key(key(KeyCode::Esc)), None);
+    assert!(app.keys.query.active.is_none() && app.keys.query.text.is_empty());
+    assert_eq!(shown(&app).len(), 3);
+    assert_eq!(shown(&app)[0].0, 3, "in key order again");
+    app.poll_done(poll, rows_answer(vec![]));
+    assert_eq!(
+        shown(&app).len(),
+        3,
+        "the cleared query's answer is dropped"
+    );
+    assert_eq!(
+        app.handle_key(key(KeyCode::Esc)),
+        Some(Action::Browse { key: None })
+    );
+}
+
+#[test]
+fn a_malformed_query_is_said_in_the_bar() {
+    let mut app = live_app();
+    app.handle_key(ch('2'));
+    answer_polls(&mut app);
+    app.handle_key(key(KeyCode::End));
+    app.handle_key(key(KeyCode::Enter));
+    app.apply(snapshot(Some(vec![row(3, 1, r#"{"x":1}"#, 4)])));
+
+    // A limit that is not a number is caught before anything is asked: the bar stays.
+    app.handle_key(ch('/'));
+    type_text(&mut app, "x > 1 limit many");
+    app.handle_key(key(KeyCode::Enter));
+    assert!(matches!(app.popup, Some(Popup::Query)));
+    assert!(app.keys.query.error);
+    assert!(
+        app.keys
+            .query
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("limit")),
+        "{:?}",
+        app.keys.query.note
+    );
+    assert!(app.keys.query.active.is_none());
+    assert!(!app
+        .due_polls()
+        .iter()
+        .any(|p| matches!(p, Poll::Query { .. })));
+
+    // The node refuses what it cannot parse: the bar names the problem, every row shows,
+    // and the query is not asked again.
+    for _ in 0.."limit many".len() {
+        app.handle_key(key(KeyCode::Backspace));
+    }
+    type_text(&mut app, "and players <");
+    app.handle_key(key(KeyCode::Enter));
+    assert!(app.popup.is_none());
+    let polls = app.due_polls();
+    let [poll @ Poll::Query { .. }] = polls.as_slice() else {
+        panic!("the query is asked: {polls:?}");
+    };
+    app.poll_done(
+        poll.clone(),
+        Ok(Response::Error(AdminError::InvalidQuery {
+            part: "where".into(),
+            reason: "syntax error at byte 19: expected a value, found end of input".into(),
+        })),
+    );
+    assert!(app.keys.query.active.is_none() && app.keys.query.error);
+    let note = app.keys.query.note.clone().unwrap_or_default();
+    assert!(note.contains("invalid query (where)"), "{note}");
+    assert_eq!(
+        app.keys.query.text, "x > 1 and players <",
+        "kept to be fixed"
+    );
+    assert_eq!(app.keys.shown_rows().len(), 1);
+    app.set_clock(NOW + 60_000);
+    assert!(!app
+        .due_polls()
+        .iter()
+        .any(|p| matches!(p, Poll::Query { .. })));
+
+    // A failure to ask keeps the query: the next tick asks again.
+    app.handle_key(ch('/'));
+    type_text(&mut app, " 3");
+    app.handle_key(key(KeyCode::Enter));
+    let polls = app.due_polls();
+    let [poll @ Poll::Query { .. }] = polls.as_slice() else {
+        panic!("the query is asked: {polls:?}");
+    };
+    app.poll_done(poll.clone(), Err("busy".into()));
+    assert!(app.keys.query.active.is_some() && app.keys.query.error);
+    app.set_clock(NOW + 60_000 + query::QUERY_EVERY_MS);
+    assert_eq!(app.due_polls(), std::slice::from_ref(poll));
+
+    // A bad limit typed over a query in force ends it: its answers would hide the error.
+    app.handle_key(ch('/'));
+    type_text(&mut app, " limit 5 and");
+    app.handle_key(key(KeyCode::Enter));
+    assert!(matches!(app.popup, Some(Popup::Query)));
+    assert!(app.keys.query.active.is_none() && app.keys.query.error);
+    app.poll_done(
+        poll.clone(),
+        Ok(Response::Rows {
+            rows: vec![],
+            truncated: false,
+            incomplete: vec![],
+        }),
+    );
+    assert!(app.keys.query.error, "the old query's answer is dropped");
+    assert_eq!(app.keys.shown_rows().len(), 1);
+    app.handle_key(key(KeyCode::Esc));
+
+    // Esc while typing clears the query and closes the bar.
+    app.handle_key(ch('/'));
+    app.handle_key(key(KeyCode::Esc));
+    assert!(app.popup.is_none());
+    assert!(!app.keys.query.shown() && app.keys.query.text.is_empty());
 }

@@ -1,15 +1,21 @@
 //! The key browser: the primary keys with their row counts (asked for on a timer while the
 //! tab is shown), then the rows under the one opened, followed live through the watch (the
-//! run loop reopens it browsing that key).
+//! run loop reopens it browsing that key). A query typed in the query bar ([`query`]) shows
+//! only the matching rows, in its order: the node evaluates it mesh-wide, and it is asked
+//! again whenever the watch reports a change under the key, and on a timer.
 
-use cloudmesh::admin::{PrimaryInfo, Response, RowInfo};
+pub mod query;
+
+use cloudmesh::admin::{AdminError, PrimaryInfo, Response, RowInfo};
 
 use crate::console::keymap::{Intent, Scope};
 use crate::console::list::ListView;
+use crate::console::popups::Popup;
 use crate::console::requests::{Action, Poll, PollClock};
 use crate::console::text::first_line;
 
 use super::Reply;
+use query::{QueryBar, QUERY_EVERY_MS, QUERY_MIN_GAP_MS};
 
 /// How often the primary keys are asked for while the key browser shows them, ms.
 pub const PRIMARIES_EVERY_MS: u64 = 3_000;
@@ -43,15 +49,37 @@ pub struct KeysTab {
     pub rows_loaded: bool,
     /// Rows under `browsing`, in (secondary, owner) order.
     pub rows: Vec<RowEntry>,
-    /// Cursor and filter over `rows`.
+    /// Cursor and filter over the rows shown ([`KeysTab::shown_rows`]).
     pub row_view: ListView,
+    /// The query bar: when a query is in force, only its matches are shown.
+    pub query: QueryBar,
     primaries_poll: PollClock,
 }
 
 impl KeysTab {
+    /// The rows on screen: the query's matches when one is in force and answered, else
+    /// every row under the key.
+    pub fn shown_rows(&self) -> &[RowEntry] {
+        match (&self.query.active, &self.query.rows) {
+            (Some(_), Some(rows)) => rows.as_slice(),
+            (Some(_), None) => &[],
+            (None, _) => self.rows.as_slice(),
+        }
+    }
+
     /// The row under the rows cursor.
     pub fn selected_row(&self) -> Option<&RowEntry> {
-        self.row_view.selected_item().and_then(|i| self.rows.get(i))
+        self.row_view
+            .selected_item()
+            .and_then(|i| self.shown_rows().get(i))
+    }
+
+    /// Whether the rows shown came yet (the snapshot, or the query's first answer).
+    pub fn shown_loaded(&self) -> bool {
+        match &self.query.active {
+            Some(_) => self.query.rows.is_some(),
+            None => self.rows_loaded,
+        }
     }
 
     /// The key scopes in force here, most specific first.
@@ -114,7 +142,12 @@ impl KeysTab {
     }
 
     fn refilter_rows(&mut self, keep: Option<(u32, String)>) {
-        self.row_view.rebuild(self.rows.iter(), row_matches, |r| {
+        let shown = match (&self.query.active, &self.query.rows) {
+            (Some(_), Some(rows)) => rows.as_slice(),
+            (Some(_), None) => &[],
+            (None, _) => self.rows.as_slice(),
+        };
+        self.row_view.rebuild(shown.iter(), row_matches, |r| {
             keep.as_ref()
                 .is_some_and(|(s, o)| r.info.secondary == *s && r.info.owner == *o)
         });
@@ -129,6 +162,7 @@ impl KeysTab {
                 }
                 let key = self.selected_primary()?.primary.clone();
                 self.browsing = Some(key.clone());
+                self.query.clear();
                 self.rows.clear();
                 self.rows_loaded = false;
                 self.row_view = ListView::default();
@@ -141,6 +175,10 @@ impl KeysTab {
                     return None;
                 }
                 self.browsing.as_ref()?;
+                if self.query.shown() || !self.query.text.is_empty() {
+                    self.clear_query();
+                    return None;
+                }
                 self.browsing = None;
                 self.rows.clear();
                 self.rows_loaded = false;
@@ -148,6 +186,7 @@ impl KeysTab {
                 self.primaries_poll.ask_soon();
                 Some(Reply::Act(Action::Browse { key: None }))
             }
+            Intent::Query if self.browsing.is_some() => Some(Reply::Open(Popup::Query)),
             other => {
                 self.list_mut().cursor(other);
                 None
@@ -155,9 +194,143 @@ impl KeysTab {
         }
     }
 
+    /// Enter in the query bar: the bar's text becomes the query in force (asked at once),
+    /// or, empty, clears it. A limit that is not a number is said in the bar; the node
+    /// checks the rest. Returns whether the bar's typing ends.
+    pub fn run_query(&mut self) -> bool {
+        let text = self.query.text.trim().to_owned();
+        if text.is_empty() {
+            self.clear_query();
+            return true;
+        }
+        match query::split(&text) {
+            Ok(q) => {
+                let keep = self.row_to_keep();
+                self.query.keep = keep.clone();
+                self.query.active = Some(q);
+                self.query.rows = None;
+                self.query.truncated = false;
+                self.query.note = None;
+                self.query.error = false;
+                self.query.poll = PollClock::default();
+                self.refilter_rows(keep);
+                true
+            }
+            Err(e) => {
+                // As when the node refuses it: no query in force (whose answers would
+                // overwrite the error), every row shows, the text stays to be fixed.
+                let keep = self.row_to_keep();
+                self.query.active = None;
+                self.query.rows = None;
+                self.query.note = Some(e);
+                self.query.error = true;
+                self.refilter_rows(keep);
+                false
+            }
+        }
+    }
+
+    /// Esc: no query, every row under the key again (the watch kept them current).
+    pub fn clear_query(&mut self) {
+        let keep = self.row_to_keep();
+        self.query.clear();
+        self.refilter_rows(keep);
+    }
+
+    /// The answer to the query poll `asked` (of `key`), at `now_ms`. An answer to a query no
+    /// longer in force is dropped. A malformed query is said in the bar and no longer asked;
+    /// a failure to ask keeps it (the next tick asks again).
+    pub fn query_answered(
+        &mut self,
+        key: &str,
+        asked: &cloudmesh::admin::KeysQuery,
+        result: Result<Response, String>,
+        now_ms: u64,
+    ) {
+        if self.browsing.as_deref() != Some(key) || self.query.active.as_ref() != Some(asked) {
+            return;
+        }
+        self.query.poll.in_flight = false;
+        match result {
+            Ok(Response::Rows {
+                rows,
+                truncated,
+                incomplete,
+            }) => {
+                let keep = self.row_to_keep().or(self.query.keep.take());
+                let before = self.query.rows.take();
+                let rows = rows
+                    .into_iter()
+                    .map(|info| {
+                        // A row new to the result, or changed, flashes (not on the first
+                        // answer: nothing changed then).
+                        let changed_at_ms = match &before {
+                            None => 0,
+                            Some(old) => old
+                                .iter()
+                                .find(|o| {
+                                    o.info.secondary == info.secondary && o.info.owner == info.owner
+                                })
+                                .map_or(now_ms, |o| {
+                                    if o.info.version == info.version {
+                                        o.changed_at_ms
+                                    } else {
+                                        now_ms
+                                    }
+                                }),
+                        };
+                        RowEntry {
+                            info,
+                            changed_at_ms,
+                        }
+                    })
+                    .collect();
+                self.query.rows = Some(rows);
+                self.query.truncated = truncated;
+                self.query.error = false;
+                self.query.note = (!incomplete.is_empty())
+                    .then(|| format!("no answer from {}", incomplete.join(", ")));
+                self.refilter_rows(keep);
+            }
+            Ok(Response::Error(e @ AdminError::InvalidQuery { .. }))
+            | Ok(Response::Error(e @ AdminError::BadRequest { .. })) => {
+                // The text stays in the bar to be fixed; every row shows meanwhile.
+                let keep = self.row_to_keep().or(self.query.keep.take());
+                self.query.active = None;
+                self.query.rows = None;
+                self.query.note = Some(first_line(&e.to_string()).to_owned());
+                self.query.error = true;
+                self.refilter_rows(keep);
+            }
+            Ok(Response::Error(e)) => {
+                self.query.note = Some(first_line(&e.to_string()).to_owned());
+                self.query.error = true;
+            }
+            Ok(other) => tracing::debug!(?other, "query poll"),
+            Err(e) => {
+                self.query.note = Some(first_line(&e).to_owned());
+                self.query.error = true;
+            }
+        }
+    }
+
     /// The primary keys poll, when one is due (never while rows are shown: the watch
-    /// carries them).
+    /// carries them), or the query's while one is in force.
     pub fn due_poll(&mut self, now_ms: u64) -> Option<Poll> {
+        if let (Some(key), Some(query)) = (&self.browsing, &self.query.active) {
+            let poll = &self.query.poll;
+            if poll.due(now_ms, QUERY_EVERY_MS)
+                || (self.query.changed && poll.due(now_ms, QUERY_MIN_GAP_MS))
+            {
+                self.query.poll.start(now_ms);
+                self.query.changed = false;
+                return Some(Poll::Query {
+                    key: key.clone(),
+                    query: query.clone(),
+                });
+            }
+            return None;
+        }
         if self.browsing.is_none() && self.primaries_poll.due(now_ms, PRIMARIES_EVERY_MS) {
             self.primaries_poll.start(now_ms);
             return Some(Poll::Primaries);
@@ -206,6 +379,7 @@ impl KeysTab {
         self.rows
             .sort_by(|a, b| row_order(&a.info).cmp(&row_order(&b.info)));
         self.rows_loaded = true;
+        self.query.changed = true;
         self.refilter_rows(self.row_to_keep());
     }
 
@@ -214,6 +388,8 @@ impl KeysTab {
         if self.browsing.as_deref() != Some(info.primary.as_str()) {
             return;
         }
+        // The query's result may have changed with it: asked again soon.
+        self.query.changed = true;
         let keep = self.row_to_keep();
         let owner = info.owner.clone();
         let order = (info.secondary, owner.as_str());
@@ -240,6 +416,7 @@ impl KeysTab {
         if self.browsing.as_deref() != Some(info.primary.as_str()) {
             return;
         }
+        self.query.changed = true;
         let order = row_order(info);
         if let Ok(i) = self
             .rows
@@ -258,6 +435,7 @@ impl KeysTab {
     /// the watch without one), else nothing changes.
     pub fn watch_refused(&mut self) -> Option<Action> {
         self.browsing.take()?;
+        self.query.clear();
         self.rows.clear();
         Some(Action::Browse { key: None })
     }
@@ -265,6 +443,7 @@ impl KeysTab {
     /// The daemon went away: whatever was asked will not be answered.
     pub fn connection_lost(&mut self) {
         self.primaries_poll = PollClock::default();
+        self.query.poll = PollClock::default();
     }
 }
 

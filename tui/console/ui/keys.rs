@@ -1,5 +1,6 @@
 //! The key browser: the primary keys, or the rows under one with the selected row's detail
-//! below them (a row that just changed is highlighted for a moment).
+//! below them (a row that just changed is highlighted for a moment), and the query bar above
+//! them while a query is typed, in force, or refused.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -10,6 +11,7 @@ use ratatui::Frame;
 use super::format::{data_preview, fmt_hms};
 use super::widgets::{pane, right, title, windowed_table, DIM, HEADER};
 use crate::console::app::App;
+use crate::console::popups::Popup;
 use crate::console::tabs::keys::{KeysTab, ROW_FLASH_MS};
 
 /// Draws the key browser in `area`.
@@ -17,8 +19,52 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let focused = !app.dialog_open();
     match &app.keys.browsing {
         None => draw_primaries(frame, &app.keys, area, focused),
-        Some(primary) => draw_rows(frame, &app.keys, primary, app.now_ms, area, focused),
+        Some(primary) => {
+            let typing = matches!(app.popup, Some(Popup::Query));
+            let area = if typing || app.keys.query.shown() {
+                let [bar, rest] =
+                    Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(area);
+                draw_query_bar(frame, &app.keys, typing, bar);
+                rest
+            } else {
+                area
+            };
+            draw_rows(frame, &app.keys, primary, app.now_ms, area, focused)
+        }
     }
+}
+
+/// `query: TEXT` and what became of it: matches, a refusal naming the problem, or a note.
+fn draw_query_bar(frame: &mut Frame, keys: &KeysTab, typing: bool, area: Rect) {
+    let q = &keys.query;
+    let mut spans = vec![
+        Span::styled(" query: ", HEADER),
+        Span::styled(
+            q.text.clone(),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
+    ];
+    if typing {
+        spans.push(Span::styled("▏", Style::new().fg(Color::Yellow)));
+    }
+    let status = match (&q.note, &q.rows) {
+        (Some(note), _) if q.error => Some(Span::styled(
+            format!("  ✗ {note}"),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        )),
+        (note, Some(rows)) if q.active.is_some() => {
+            let more = if q.truncated { "+ (truncated)" } else { "" };
+            let note = note.as_deref().map_or(String::new(), |n| format!("; {n}"));
+            Some(Span::styled(
+                format!("  {}{more} matching, live{note}", rows.len()),
+                DIM,
+            ))
+        }
+        (_, None) if q.active.is_some() => Some(Span::styled("  running…", DIM)),
+        _ => None,
+    };
+    spans.extend(status);
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 fn draw_primaries(frame: &mut Frame, keys: &KeysTab, area: Rect, focused: bool) {
@@ -65,16 +111,20 @@ fn draw_rows(
 ) {
     let [table_area, detail_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(6)]).areas(area);
+    let shown = keys.shown_rows();
+    let name = match keys.query.active {
+        Some(_) => format!("Rows under {primary} matching the query"),
+        None => format!("Rows under {primary}"),
+    };
     let mut t = title(
-        format!("Rows under {primary}"),
+        name,
         &keys.row_view,
-        keys.rows.len(),
-        (!keys.rows_loaded).then_some("loading…"),
+        shown.len(),
+        (!keys.shown_loaded()).then_some("loading…"),
     );
     t.spans
         .push(Span::styled("live ", Style::new().fg(Color::Green)));
-    let node_w = keys
-        .rows
+    let node_w = shown
         .iter()
         .map(|r| r.info.node.chars().count())
         .max()
@@ -105,7 +155,9 @@ fn draw_rows(
         &keys.row_view,
         focused,
         |i| {
-            let r = &keys.rows[i];
+            let Some(r) = shown.get(i) else {
+                return Row::new([Cell::from("")]);
+            };
             let row = Row::new([
                 right(r.info.secondary.to_string()),
                 Cell::from(r.info.owner.clone()),
@@ -141,10 +193,10 @@ fn draw_rows(
             ])
         }
         None => Text::from(Span::styled(
-            if keys.rows_loaded {
-                "no rows under this key (rows appear here as they are posted)"
-            } else {
-                "waiting for the rows…"
+            match (keys.shown_loaded(), keys.query.active.is_some()) {
+                (true, true) => "no row matches the query (rows appear here as they come to match)",
+                (true, false) => "no rows under this key (rows appear here as they are posted)",
+                (false, _) => "waiting for the rows…",
             },
             DIM,
         )),

@@ -122,6 +122,68 @@ fn key_browser_rows_with_text_hex_and_a_fresh_change() {
     snap!("keys_rows", render(&app, 110, 30));
 }
 
+/// The rows under `players` with the query `x > 5 sort -x` typed in the bar.
+fn querying_app() -> App {
+    let mut app = browsing_app();
+    app.handle_key(ch('/'));
+    for c in "x > 5 sort -x".chars() {
+        app.handle_key(ch(c));
+    }
+    app
+}
+
+#[test]
+fn key_browser_query_being_typed() {
+    let app = querying_app();
+    snap!("keys_query_typing", render(&app, 100, 24));
+}
+
+#[test]
+fn key_browser_query_results() {
+    let mut app = querying_app();
+    app.handle_key(key(KeyCode::Enter));
+    let polls = app.due_polls();
+    let [poll @ Poll::Query { .. }] = polls.as_slice() else {
+        panic!("the query is asked: {polls:?}");
+    };
+    app.poll_done(
+        poll.clone(),
+        Ok(Response::Rows {
+            rows: vec![
+                row(12, 0xbc, "{\"x\":12}", 12),
+                row(1, 0xa1, "{\"x\":10,\"y\":4}", 17),
+            ],
+            truncated: false,
+            incomplete: vec![],
+        }),
+    );
+    snap!("keys_query_results", render(&app, 100, 24));
+}
+
+#[test]
+fn key_browser_query_refused() {
+    let mut app = browsing_app();
+    app.handle_key(ch('/'));
+    for c in "x >".chars() {
+        app.handle_key(ch(c));
+    }
+    app.handle_key(key(KeyCode::Enter));
+    let polls = app.due_polls();
+    let [poll @ Poll::Query { .. }] = polls.as_slice() else {
+        panic!("the query is asked: {polls:?}");
+    };
+    app.poll_done(
+        poll.clone(),
+        Ok(Response::Error(
+            cloudmesh::admin::AdminError::InvalidQuery {
+                part: "where".into(),
+                reason: "syntax error at byte 3: expected a value, found end of input".into(),
+            },
+        )),
+    );
+    snap!("keys_query_refused", render(&app, 100, 24));
+}
+
 #[test]
 fn zone_map_with_its_legend() {
     let mut app = live_app();
