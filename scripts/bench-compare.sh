@@ -285,7 +285,11 @@ for depth in 1 16; do
   redis="$OUT"
   cm_ops="$(fmt "$(field "$cm" ops_per_sec)")"
   row "post+get ops/s d=$depth vs Redis SET+GET" "$cm_ops" "$(fmt "$(field "$redis" ops_per_sec)")" "min:1.00"
-  row "post+get ops/s d=$depth vs bare QUIC" "$cm_ops" "$(fmt "$(field "$quic" ops_per_sec)")" "min:0.90"
+  # Goals: 0.95 of bare QUIC at depth 1 (one request at a time: little beyond the round
+  # trip itself), 0.90 with requests pipelined.
+  quic_goal="min:0.90"
+  [ "$depth" = 1 ] && quic_goal="min:0.95"
+  row "post+get ops/s d=$depth vs bare QUIC" "$cm_ops" "$(fmt "$(field "$quic" ops_per_sec)")" "$quic_goal"
   row "post+get p99 ms d=$depth vs Redis" "$(fmt "$(field "$cm" p99_ms)" 3)" "$(fmt "$(field "$redis" p99_ms)" 3)"
   row "post+get p99 ms d=$depth vs bare QUIC" "$(fmt "$(field "$cm" p99_ms)" 3)" "$(fmt "$(field "$quic" p99_ms)" 3)" "max:1.50"
 done
