@@ -1037,30 +1037,16 @@ impl Observer {
     /// One page of a query, evaluated mesh-wide as a client's query is.
     async fn query(&mut self, query: RowQuery) -> Result<QueryPage, AdminError> {
         let asked = self.send(Request::Query(query));
-        loop {
-            match self.next().await {
-                Some(ServerFrame::Response { id, result }) if id == asked => {
-                    return match result {
-                        Ok(Reply::Queried(page)) => Ok(page),
-                        Ok(other) => Err(AdminError::Failed {
-                            reason: format!("unexpected answer {other:?}"),
-                        }),
-                        Err(WireError::InvalidQuery { reason }) => Err(AdminError::InvalidQuery {
-                            part: "query".into(),
-                            reason,
-                        }),
-                        Err(e) => Err(AdminError::Failed {
-                            reason: e.to_string(),
-                        }),
-                    };
-                }
-                Some(_) => {}
-                None => {
-                    return Err(AdminError::Failed {
-                        reason: "node shutting down".into(),
-                    })
-                }
-            }
+        match self.answer(Some(asked)).await? {
+            Ok(Reply::Queried(page)) => Ok(page),
+            Ok(other) => Err(unexpected(other)),
+            Err(WireError::InvalidQuery { reason }) => Err(AdminError::InvalidQuery {
+                part: "query".into(),
+                reason,
+            }),
+            Err(e) => Err(AdminError::Failed {
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -1081,20 +1067,13 @@ impl Observer {
         }
     }
 
-    /// The snapshot: the first page of the merged get.
-    async fn snapshot(&mut self) -> Result<Vec<Row>, AdminError> {
+    /// The answer to request `id` (to the first request answered, with `None`), skipping
+    /// the notifications queued before it.
+    async fn answer(&mut self, id: Option<u64>) -> Result<Result<Reply, WireError>, AdminError> {
         loop {
             match self.next().await {
-                Some(ServerFrame::Response { result, .. }) => {
-                    return match result {
-                        Ok(Reply::Rows(page)) => Ok(page.rows),
-                        Ok(other) => Err(AdminError::Failed {
-                            reason: format!("unexpected answer {other:?}"),
-                        }),
-                        Err(e) => Err(AdminError::Failed {
-                            reason: e.to_string(),
-                        }),
-                    }
+                Some(ServerFrame::Response { id: got, result }) if id.is_none_or(|i| i == got) => {
+                    return Ok(result)
                 }
                 Some(_) => {}
                 None => {
@@ -1104,6 +1083,23 @@ impl Observer {
                 }
             }
         }
+    }
+
+    /// The snapshot: the first page of the merged get.
+    async fn snapshot(&mut self) -> Result<Vec<Row>, AdminError> {
+        match self.answer(None).await? {
+            Ok(Reply::Rows(page)) => Ok(page.rows),
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => Err(AdminError::Failed {
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+fn unexpected(reply: Reply) -> AdminError {
+    AdminError::Failed {
+        reason: format!("unexpected answer {reply:?}"),
     }
 }
 
