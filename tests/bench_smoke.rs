@@ -257,6 +257,12 @@ fn query_answers_top_20_and_area_queries_and_misses_no_live_event() {
         "200",
         "--live-duration",
         "1s",
+        "--players",
+        "12",
+        "--move-rate",
+        "120",
+        "--aoi-duration",
+        "1s",
     ]);
     assert_eq!(r["rows"], 2000, "{r}");
     assert_eq!(
@@ -272,6 +278,21 @@ fn query_answers_top_20_and_area_queries_and_misses_no_live_event() {
     assert!(count(&r, "live_posted") > 0, "{r}");
     assert_eq!(count(&r, "live_missing"), 0, "{r}");
     assert_eq!(r["live"]["ops"], r["live_posted"], "{r}");
+    // The area of interest under moving players: every move that enters, moves inside or
+    // leaves the area reached the watcher as that event, and its final result is the
+    // brute-force one.
+    let aoi = &r["aoi"];
+    assert_eq!(aoi["players"], 12, "{r}");
+    assert_eq!(aoi["errors"], 0, "{r}");
+    assert!(count(aoi, "moves") > 0, "{r}");
+    assert!(
+        count(aoi, "expected") > 0,
+        "the watcher had moves to see: {r}"
+    );
+    assert_eq!(count(aoi, "missing"), 0, "{r}");
+    assert_eq!(count(aoi, "unexpected"), 0, "{r}");
+    assert_eq!(aoi["ops"], aoi["expected"], "{r}");
+    assert_eq!(aoi["final_equal"], true, "{r}");
 }
 
 #[test]

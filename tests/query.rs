@@ -450,6 +450,138 @@ async fn a_query_cannot_exceed_the_get_limits() {
     bystander_works(&b, 2).await;
 }
 
+/// Every page of `query` from `c`, to the end: each within `max_rows` rows and
+/// `max_bytes` bytes (a row counted as the node counts it: primary + data + 48), no node
+/// incomplete. Returns the secondaries in the order the pages gave them, and the number
+/// of pages.
+async fn pages_within(
+    c: &Client,
+    query: RowQuery,
+    max_rows: usize,
+    max_bytes: usize,
+) -> (Vec<u32>, usize) {
+    let mut seen = Vec::new();
+    let mut query = query;
+    for pages in 1..=100 {
+        let p = c.query_page(query.clone()).await.expect("page");
+        assert!(p.incomplete.is_empty(), "every node answers: {p:?}");
+        assert!(
+            p.rows.len() <= max_rows,
+            "at most {max_rows} rows: {}",
+            p.rows.len()
+        );
+        let bytes: usize = p
+            .rows
+            .iter()
+            .map(|r| r.key.primary.len() + r.data.len() + 48)
+            .sum();
+        assert!(bytes <= max_bytes, "at most {max_bytes} bytes: {bytes}");
+        seen.extend(p.rows.iter().map(|r| r.key.secondary));
+        match p.next {
+            Some(c) => query.start = Some(c),
+            None => return (seen, pages),
+        }
+    }
+    panic!("paging did not end within 100 pages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorted_and_area_query_pages_never_exceed_the_rows_and_bytes_per_page() {
+    const MAX_ROWS: u32 = 5;
+    const MAX_BYTES: u32 = 720;
+    fn limited(c: &mut NodeConfig, name: &str) {
+        mesh_config(c, name);
+        c.limits.max_get_rows = MAX_ROWS;
+        c.limits.max_get_bytes = MAX_BYTES;
+        // The node requires rows to fit a page with room to spare (512 bytes).
+        c.limits.max_row_bytes = 200;
+        // Above the rows per node, so sorted queries are answered; the page bounds bind.
+        c.limits.max_scan_rows = 40;
+    }
+    let nodes = mesh_of(&["a", "b"], limited).await;
+    let (a, b) = (nodes[0].client().await, nodes[1].client().await);
+    // 16 rows on each node on a 10 x 10 grid of positions, with data of 60 to 180 bytes so
+    // the byte bound cuts some pages before the row bound does.
+    let mut rows = Vec::new();
+    for (c, base) in [(&a, 0u32), (&b, 100)] {
+        for i in 0..16u32 {
+            let n = base + i;
+            let (x, y) = (f64::from(n % 10) * 10.0, f64::from((n / 10) % 10) * 10.0);
+            let pad = "p".repeat(20 + (i as usize * 37) % 120);
+            let data = format!(r#"{{"n": {n}, "x": {x}, "y": {y}, "pad": "{pad}"}}"#);
+            c.post(Key::new("servers", n), data).await.expect("post");
+            rows.push((n, x, y));
+        }
+    }
+    within("every row visible mesh-wide", async {
+        loop {
+            let page = a
+                .get_all(cloudmesh::proto::GetQuery {
+                    keys: vec![servers()],
+                    ..Default::default()
+                })
+                .await
+                .expect("get");
+            if page.rows.len() == 32 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let (max_rows, max_bytes) = (MAX_ROWS as usize, MAX_BYTES as usize);
+    let inside = |x: f64, y: f64| (x - 40.0).powi(2) + (y - 10.0).powi(2) <= 35.0 * 35.0;
+    let area = || {
+        cloudmesh::query::near(
+            cloudmesh::proto::Point {
+                x: 40.0,
+                y: 10.0,
+                z: None,
+            },
+            35.0,
+        )
+    };
+    let mut in_area: Vec<u32> = rows
+        .iter()
+        .filter(|(_, x, y)| inside(*x, *y))
+        .map(|(n, _, _)| *n)
+        .collect();
+    in_area.sort();
+    assert!(
+        in_area.len() > max_rows,
+        "the area needs several pages: {in_area:?}"
+    );
+
+    // Area, unsorted (the spatial grid): key order, every match once.
+    let q = Query::on([servers()])
+        .filter(area())
+        .build()
+        .expect("builds");
+    assert_eq!(pages_within(&a, q, max_rows, max_bytes).await.0, in_area);
+
+    // Sorted over every row (the sort index), descending: the whole order, page by page.
+    let q = Query::on([servers()])
+        .sort_by_desc("n")
+        .build()
+        .expect("builds");
+    let mut all: Vec<u32> = rows.iter().map(|(n, _, _)| *n).collect();
+    all.sort_by(|x, y| y.cmp(x));
+    let (seen, pages) = pages_within(&b, q, max_rows, max_bytes).await;
+    assert_eq!(seen, all);
+    // 32 rows at 5 a page would be 7 pages: the byte bound cut some of them short.
+    assert!(pages > 7, "the byte bound binds: {pages} pages");
+
+    // Area and sort together, with a query limit above the node's: the node's bound wins.
+    let q = Query::on([servers()])
+        .filter(area())
+        .sort_by("n")
+        .limit(50)
+        .build()
+        .expect("builds");
+    assert_eq!(pages_within(&a, q, max_rows, max_bytes).await.0, in_area);
+    bystander_works(&b, 3).await;
+}
+
 /// Applies a live query's event to a replayed copy of its result, checking each event
 /// fits what came before (entered rows were absent, updated and left rows present, and
 /// versions rise per row).

@@ -667,6 +667,9 @@ pub async fn query(args: QueryBenchArgs, socket: &Path, json: bool) -> anyhow::R
         queries: args.queries.max(1),
         live_rate: args.live_rate,
         live_duration: args.live_duration,
+        players: args.players,
+        move_rate: args.move_rate.max(1),
+        aoi_duration: args.aoi_duration,
     };
     let r = with_nodes(&args.target, 3, socket, async |nodes: &Nodes| {
         progress(format!(
@@ -707,6 +710,27 @@ pub async fn query(args: QueryBenchArgs, socket: &Path, json: bool) -> anyhow::R
         output::line(&format!(
             "posted {}, events missing {}",
             r.live_posted, r.live_missing
+        ))?;
+    }
+    if let Some(aoi) = &r.aoi {
+        output::line(&format!(
+            "area of interest near({}, {}, {}) live under {} moving players at {} moves/s \
+             (event delay):",
+            aoi.x, aoi.y, aoi.radius, aoi.players, opts.move_rate
+        ))?;
+        print_table(&aoi.delay)?;
+        output::line(&format!(
+            "moves {}, events expected {} (entered {}, updated {}, left {}), missing {}, \
+             unexpected {}; final result {} rows, equal to brute force: {}",
+            aoi.moves,
+            aoi.expected,
+            aoi.entered,
+            aoi.updated,
+            aoi.left,
+            aoi.missing,
+            aoi.unexpected,
+            aoi.final_rows,
+            if aoi.final_equal { "yes" } else { "NO" }
         ))?;
     }
     output::line(&format!(

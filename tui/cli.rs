@@ -574,11 +574,13 @@ pub enum BenchCommand {
         \"rss_mib_max\":..,\"new_host_ms\":..,\"new_host\":..,\"failover_budget_ms\":..}."
     )]
     Mesh(MeshArgs),
-    /// Queries over row contents: top-20 and area-of-interest latency, live-query delivery.
+    /// Queries over row contents: top-20 and area-of-interest latency, live-query delivery,
+    /// a live area of interest under moving players.
     #[command(
         long_about = "Queries over row contents (budget: a filtered, sorted top-20 \
         over 100,000 rows on a 3-node mesh p99 < 5 ms; a live query under 10,000 changes/s \
-        delivered p99 < 5 ms with 0 missing).\n\n\
+        delivered p99 < 5 ms with 0 missing; the live area of interest under moving players \
+        with 0 missing and a final result equal to the players' final positions).\n\n\
         --holders connections spread over the nodes (a local 3-node mesh without --server) \
         post --rows server rows (JSON: name, region, map, players, max, x, y). Then one \
         client on the first node runs --queries queries one after another: \
@@ -586,11 +588,23 @@ pub enum BenchCommand {
         `near(x, y, 50)` at random centres (all matches). Then a watcher on the last node \
         holds the top-20 query live while a poster on the first changes matching rows at \
         --live-rate changes/s for --live-duration; each event's delay is the time from \
-        sending the post to receiving the event (one clock). Prints each part's \
+        sending the post to receiving the event (one clock). Then the area of interest: \
+        --players clients spread over the nodes each post a row {\"x\",\"y\"} in a 200 x 200 \
+        square and move it (steps of at most 10 along each axis, one move at a time) at \
+        --move-rate moves/s in all for --aoi-duration, while a watcher on the last node holds \
+        `near(100, 100, 50)` live, so players keep entering and leaving its area. Each move \
+        that enters, moves inside or leaves the area (decided by brute force from the posted \
+        positions) must reach the watcher as that event: its delay is post sent to event \
+        received, and one that never arrives is missing; at the end the watcher's result \
+        must be exactly the players inside at their final positions. Prints each part's \
         percentiles; with --json one object: the fields of `bench throughput` for the \
         top-20 queries (ops = queries), \"rows\", \"load_seconds\", \"top20_matching\", \
         \"near\" and \"live\" (reports of the same fields, live null when skipped), \
-        \"near_rows_avg\", \"incomplete\", \"live_posted\", \"live_missing\"."
+        \"near_rows_avg\", \"incomplete\", \"live_posted\", \"live_missing\", and \"aoi\" \
+        (null when skipped): the same fields for the move events (ops = events that arrived \
+        as expected, errors = failed moves) plus \"players\", \"x\", \"y\", \"radius\", \
+        \"moves\", \"expected\", \"entered\", \"updated\", \"left\", \"missing\", \
+        \"unexpected\", \"final_rows\", \"final_equal\"."
     )]
     Query(QueryBenchArgs),
 }
@@ -673,6 +687,18 @@ pub struct QueryBenchArgs {
     /// How long the live part posts (e.g. 5s)
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub live_duration: Duration,
+
+    /// Moving players in the area-of-interest part (0 skips it)
+    #[arg(long, default_value_t = 200)]
+    pub players: u32,
+
+    /// Moves per second of all players together in the area-of-interest part
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub move_rate: u32,
+
+    /// How long the players move (e.g. 5s)
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub aoi_duration: Duration,
 
     #[command(flatten)]
     pub target: BenchTarget,

@@ -40,7 +40,7 @@ pub use fanout::{fanout, FanoutOptions, FanoutReport};
 pub use idle::{idle, IdleClients};
 pub use mesh::{mesh_scale, MeshScaleOptions, MeshScaleReport};
 pub use migration::{drain, migration, DrainReport, MigrationOptions, MigrationReport};
-pub use query::{query, QueryOptions, QueryReport};
+pub use query::{query, AoiReport, QueryOptions, QueryReport};
 pub use throughput::{throughput, Mix, ThroughputOptions, ThroughputReport};
 
 /// A node to load: where it is and how to trust it.

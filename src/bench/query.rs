@@ -3,7 +3,12 @@
 //! the nodes post server rows, then one client runs queries one after another and measures
 //! each; then a watcher runs a live query while a poster changes matching rows at a fixed
 //! rate, measuring each event's delay (post sent → event received, one process clock).
+//! Last, the area of interest: players spread over the nodes move at a steady total rate
+//! while a watcher holds `near(x, y, r)` live over where they roam; every move that enters,
+//! changes in or leaves the area (decided by brute force from the posted positions) must
+//! reach the watcher as that event, and its final result must equal the final positions'.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -23,6 +28,18 @@ const IN_FLIGHT: usize = 256;
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
 /// The game world's side, for positions.
 const WORLD: f64 = 1000.0;
+/// Primary key of the area-of-interest players' rows (apart from the server rows, so the
+/// watcher's subscription sees only players).
+const AOI_PRIMARY: &str = "bench.aoi";
+/// Side of the square the players roam: small beside the area's radius, so about a fifth
+/// of them are inside at any time and they keep crossing its edge.
+const AOI_SIDE: f64 = 200.0;
+/// The watched area's radius, around the square's centre.
+const AOI_RADIUS: f64 = 50.0;
+/// Largest step of one move along each axis.
+const AOI_STEP: f64 = 10.0;
+/// How long the watcher's node may take to see every player's first row.
+const VISIBLE_WAIT: Duration = Duration::from_secs(30);
 
 /// Knobs of the query scenario.
 #[derive(Debug, Clone)]
@@ -37,6 +54,12 @@ pub struct QueryOptions {
     pub live_rate: u32,
     /// How long the live part posts.
     pub live_duration: Duration,
+    /// Moving players in the area-of-interest part (0 skips it).
+    pub players: u32,
+    /// Moves per second of all players together.
+    pub move_rate: u32,
+    /// How long the players move.
+    pub aoi_duration: Duration,
 }
 
 impl Default for QueryOptions {
@@ -47,6 +70,9 @@ impl Default for QueryOptions {
             queries: 2000,
             live_rate: 10_000,
             live_duration: Duration::from_secs(5),
+            players: 200,
+            move_rate: 2000,
+            aoi_duration: Duration::from_secs(5),
         }
     }
 }
@@ -76,6 +102,44 @@ pub struct QueryReport {
     pub live_posted: u64,
     /// Acknowledged live-part posts whose event never arrived.
     pub live_missing: u64,
+    /// The area-of-interest part; absent when skipped.
+    pub aoi: Option<AoiReport>,
+}
+
+/// What the area-of-interest part measured.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AoiReport {
+    /// Delay from a move's post to its event at the watcher (`ops` = events that arrived as
+    /// expected, `errors` = moves whose post failed, `seconds` = how long players moved).
+    #[serde(flatten)]
+    pub delay: Report,
+    /// Players moving.
+    pub players: u32,
+    /// The watched area: `near(x, y, radius)`.
+    pub x: f64,
+    /// See `x`.
+    pub y: f64,
+    /// See `x`.
+    pub radius: f64,
+    /// Moves acknowledged.
+    pub moves: u64,
+    /// Moves the watcher must see as an event (the rest stayed outside the area).
+    pub expected: u64,
+    /// Of those, how many enter the area.
+    pub entered: u64,
+    /// Of those, how many move inside it.
+    pub updated: u64,
+    /// Of those, how many leave it.
+    pub left: u64,
+    /// Expected events that never arrived (or arrived as another kind).
+    pub missing: u64,
+    /// Events that arrived but were not expected (or as another kind).
+    pub unexpected: u64,
+    /// Rows in the watcher's final result.
+    pub final_rows: u64,
+    /// Whether that result is exactly the players (at their last positions) that a brute
+    /// force evaluation of the final positions puts in the area.
+    pub final_equal: bool,
 }
 
 fn server_json(rng: &mut impl Rng, i: u32) -> String {
@@ -226,6 +290,11 @@ pub async fn query(targets: &[Target], opts: &QueryOptions) -> Result<QueryRepor
     } else {
         (None, 0, 0)
     };
+    let aoi = if opts.players > 0 && opts.move_rate > 0 {
+        Some(aoi(targets, last, opts).await?)
+    } else {
+        None
+    };
     querier.close().await;
     for h in holders {
         h.close().await;
@@ -241,6 +310,7 @@ pub async fn query(targets: &[Target], opts: &QueryOptions) -> Result<QueryRepor
         live,
         live_posted,
         live_missing,
+        aoi,
     })
 }
 
@@ -328,4 +398,305 @@ async fn live(
         posted,
         posted.saturating_sub(received),
     ))
+}
+
+/// A change a live query reports for one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Change {
+    Entered,
+    Updated,
+    Left,
+}
+
+/// The event a move from a position inside (`was`) or not to one inside (`now`) or not
+/// must cause; none when it stays outside.
+fn change(was: bool, now: bool) -> Option<Change> {
+    match (was, now) {
+        (false, false) => None,
+        (false, true) => Some(Change::Entered),
+        (true, true) => Some(Change::Updated),
+        (true, false) => Some(Change::Left),
+    }
+}
+
+/// Brute force: whether a position lies in the watched area (at most the radius from its
+/// centre, as `near` defines it).
+fn inside(x: f64, y: f64, center: (f64, f64), radius: f64) -> bool {
+    let (dx, dy) = (x - center.0, y - center.1);
+    dx * dx + dy * dy <= radius * radius
+}
+
+/// One player's row: its position, which player and move it is, and when it was sent.
+fn player_json(p: u32, seq: u32, x: f64, y: f64, sent_us: u64) -> String {
+    serde_json::json!({ "x": x, "y": y, "p": p, "seq": seq, "sent_us": sent_us }).to_string()
+}
+
+/// A coordinate moved by at most one step, kept in the square (reflected at its edges) and
+/// rounded to hundredths so the posted JSON and the brute force use the same number.
+fn step(rng: &mut impl Rng, v: f64) -> f64 {
+    let mut v = v + rng.gen_range(-AOI_STEP..=AOI_STEP);
+    if v < 0.0 {
+        v = -v;
+    }
+    if v > AOI_SIDE {
+        v = 2.0 * AOI_SIDE - v;
+    }
+    (v.clamp(0.0, AOI_SIDE) * 100.0).round() / 100.0
+}
+
+/// What one player did: where it started, its acknowledged moves (`seq`, x, y) in order,
+/// and how many posts failed (after a failure it stops, its position being unknown).
+struct Moved {
+    start: (f64, f64),
+    moves: Vec<(u32, f64, f64)>,
+    errors: u64,
+}
+
+/// An event the watcher received: player, move, kind, delay in microseconds.
+type Seen = (u32, u32, Change, u32);
+
+/// The area-of-interest part: `players` clients spread over `targets` each post a row under
+/// [`AOI_PRIMARY`], then move it at `move_rate / players` moves per second each (starts
+/// staggered, so the total rate is steady) while a watcher on `watch_at` holds
+/// `near(centre, AOI_RADIUS)` live.
+async fn aoi(
+    targets: &[Target],
+    watch_at: &Target,
+    opts: &QueryOptions,
+) -> Result<AoiReport, BenchError> {
+    let origin = Instant::now();
+    let n = opts.players;
+    let center = (AOI_SIDE / 2.0, AOI_SIDE / 2.0);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut players = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        let t = &targets[i % targets.len()];
+        let client = Client::connect(t.addr, t.client.clone()).await?;
+        // Anywhere in the square: a fifth or so start inside.
+        let start = (
+            (rng.gen_range(0.0..AOI_SIDE) * 100.0_f64).round() / 100.0,
+            (rng.gen_range(0.0..AOI_SIDE) * 100.0_f64).round() / 100.0,
+        );
+        players.push((client, start));
+    }
+    let posts = players.iter().enumerate().map(|(p, (client, (x, y)))| {
+        let data = player_json(p as u32, 0, *x, *y, clock(origin));
+        client.post(Key::new(AOI_PRIMARY, p as u32), data)
+    });
+    let failed = join_all(posts).await.iter().filter(|r| r.is_err()).count();
+    if failed > 0 {
+        return Err(BenchError::Mesh(format!(
+            "{failed} players could not post their first position"
+        )));
+    }
+
+    // The watcher's node learns of rows held elsewhere asynchronously; the live query
+    // starts once it sees every player, so its first result is the whole truth.
+    let watcher = Client::connect(watch_at.addr, watch_at.client.clone()).await?;
+    let every = Query::on([KeySpec::primary(AOI_PRIMARY)])
+        .build()
+        .map_err(crate::client::ClientError::from)?;
+    let deadline = Instant::now() + VISIBLE_WAIT;
+    loop {
+        let seen = watcher.query_all(every.clone()).await?.rows.len();
+        if seen >= n as usize {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Mesh(format!(
+                "the watcher's node sees only {seen} of {n} players"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let area = Query::on([KeySpec::primary(AOI_PRIMARY)]).filter(near(
+        Point {
+            x: center.0,
+            y: center.1,
+            z: None,
+        },
+        AOI_RADIUS,
+    ));
+    let (_, mut live) = watcher.watch_query(&area).await?;
+    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
+    let receiver = tokio::spawn(async move {
+        let mut seen: Vec<Seen> = Vec::with_capacity(1 << 16);
+        while let Some(event) = live.next().await {
+            let now = clock(origin);
+            let kind = match &event {
+                QueryEvent::Entered(_) => Change::Entered,
+                QueryEvent::Updated(_) => Change::Updated,
+                QueryEvent::Left { .. } => Change::Left,
+            };
+            let v = serde_json::from_slice::<serde_json::Value>(&event.row().data).ok();
+            let field = |name: &str| v.as_ref().and_then(|v| v[name].as_u64());
+            if let (Some(p), Some(seq), Some(sent)) = (field("p"), field("seq"), field("sent_us")) {
+                let us = u32::try_from(now.saturating_sub(sent)).unwrap_or(u32::MAX);
+                let p = u32::try_from(p).unwrap_or(u32::MAX);
+                let seq = u32::try_from(seq).unwrap_or(u32::MAX);
+                seen.push((p, seq, kind, us));
+                let _ = count_tx.send(seen.len());
+            }
+        }
+        (seen, live)
+    });
+
+    // Each player moves every `period`, its first move offset by its share of one period.
+    let period = Duration::from_secs_f64(f64::from(n) / f64::from(opts.move_rate.max(1)));
+    let begin = tokio::time::Instant::now();
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n as usize);
+    for (p, (client, first)) in players.iter().enumerate() {
+        let client = client.clone();
+        let first = *first;
+        let offset = period.mul_f64(p as f64 / f64::from(n));
+        let duration = opts.aoi_duration;
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + p as u64);
+            let mut tick = tokio::time::interval_at(begin + offset, period);
+            // A late move is sent late, not in a burst: the rate stays steady.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut moved = Moved {
+                start: first,
+                moves: Vec::new(),
+                errors: 0,
+            };
+            let (mut x, mut y) = first;
+            let mut seq = 0u32;
+            while start.elapsed() < duration {
+                tick.tick().await;
+                seq += 1;
+                let (nx, ny) = (step(&mut rng, x), step(&mut rng, y));
+                let data = player_json(p as u32, seq, nx, ny, clock(origin));
+                // One move at a time per player: the row's versions follow the moves.
+                if client
+                    .post(Key::new(AOI_PRIMARY, p as u32), data)
+                    .await
+                    .is_err()
+                {
+                    moved.errors += 1;
+                    break;
+                }
+                (x, y) = (nx, ny);
+                moved.moves.push((seq, x, y));
+            }
+            moved
+        }));
+    }
+    let mut all = Vec::with_capacity(n as usize);
+    for t in tasks {
+        all.push(
+            t.await
+                .map_err(|e| BenchError::Mesh(format!("a player failed: {e}")))?,
+        );
+    }
+    let elapsed = start.elapsed();
+
+    // Brute force: the event each move must cause, and who is inside at the end.
+    let mut expected: HashMap<(u32, u32), Change> = HashMap::new();
+    let mut final_inside: HashSet<(u32, u32)> = HashSet::new();
+    let (mut moves, mut errors) = (0u64, 0u64);
+    for (p, moved) in all.iter().enumerate() {
+        let p = p as u32;
+        errors += moved.errors;
+        moves += moved.moves.len() as u64;
+        let mut was = inside(moved.start.0, moved.start.1, center, AOI_RADIUS);
+        let mut last = 0;
+        for &(seq, x, y) in &moved.moves {
+            let now = inside(x, y, center, AOI_RADIUS);
+            if let Some(c) = change(was, now) {
+                expected.insert((p, seq), c);
+            }
+            (was, last) = (now, seq);
+        }
+        if was {
+            final_inside.insert((p, last));
+        }
+    }
+    let count = |c: Change| expected.values().filter(|e| **e == c).count() as u64;
+    let (entered, updated, left) = (
+        count(Change::Entered),
+        count(Change::Updated),
+        count(Change::Left),
+    );
+
+    let want = expected.len();
+    let _ = tokio::time::timeout(DRAIN_WAIT, count_rx.wait_for(|got| *got >= want)).await;
+    watcher.clone().close().await;
+    let (seen, live) = receiver
+        .await
+        .map_err(|e| BenchError::Mesh(format!("the watcher failed: {e}")))?;
+    for (client, _) in players {
+        client.close().await;
+    }
+
+    let mut lat = Vec::with_capacity(seen.len());
+    let mut unexpected = 0u64;
+    let mut arrived = HashSet::new();
+    for (p, seq, kind, us) in seen {
+        if expected.get(&(p, seq)) == Some(&kind) && arrived.insert((p, seq)) {
+            lat.push(us);
+        } else {
+            unexpected += 1;
+        }
+    }
+    let missing = (want - arrived.len()) as u64;
+    let result: Vec<Option<(u32, u32)>> = live
+        .all()
+        .iter()
+        .map(|row| {
+            let v = serde_json::from_slice::<serde_json::Value>(&row.data).ok()?;
+            let seq = u32::try_from(v["seq"].as_u64()?).ok()?;
+            Some((row.key.secondary, seq))
+        })
+        .collect();
+    let final_rows = result.len() as u64;
+    let final_set: HashSet<(u32, u32)> = result.iter().flatten().copied().collect();
+    let final_equal = result.iter().all(Option::is_some)
+        && final_set.len() == result.len()
+        && final_set == final_inside;
+    Ok(AoiReport {
+        delay: Report::from_latencies(&mut lat, errors, elapsed),
+        players: n,
+        x: center.0,
+        y: center.1,
+        radius: AOI_RADIUS,
+        moves,
+        expected: want as u64,
+        entered,
+        updated,
+        left,
+        missing,
+        unexpected,
+        final_rows,
+        final_equal,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_causes_the_event_its_two_positions_decide() {
+        assert_eq!(change(false, false), None);
+        assert_eq!(change(false, true), Some(Change::Entered));
+        assert_eq!(change(true, true), Some(Change::Updated));
+        assert_eq!(change(true, false), Some(Change::Left));
+        // The edge is inside, as `near` has it.
+        assert!(inside(150.0, 100.0, (100.0, 100.0), 50.0));
+        assert!(!inside(150.01, 100.0, (100.0, 100.0), 50.0));
+    }
+
+    #[test]
+    fn steps_stay_in_the_square() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut v = 0.0;
+        for _ in 0..10_000 {
+            let next = step(&mut rng, v);
+            assert!((0.0..=AOI_SIDE).contains(&next), "{next}");
+            assert!((next - v).abs() <= AOI_STEP + 0.01, "{v} -> {next}");
+            v = next;
+        }
+    }
 }
