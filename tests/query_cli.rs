@@ -287,3 +287,76 @@ fn keys_with_a_query_through_the_admin_socket_of_a_mesh() {
         "{err}"
     );
 }
+
+/// A query is bounded in time like a get: a peer that holds matching rows but does not
+/// answer (its process stopped with SIGSTOP: alive to the kernel, silent to the mesh) is
+/// waited for `remote_timeout` (2 s), then named as incomplete — the query returns the rows
+/// the other nodes had instead of hanging. Once the peer runs again, the same query is
+/// complete again.
+#[test]
+fn a_query_to_a_silent_peer_returns_without_its_rows_and_names_it_incomplete() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let secret = tmp.path().join("mesh.secret");
+    std::fs::write(&secret, "silent-peer-test-secret-0123456789\n").expect("write the secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let secret = secret.to_str().expect("UTF-8 temp path").to_owned();
+    let base = ["--secret-file", secret.as_str()];
+    let n1 = start_cloudd("node-1", &tmp.path().join("1"), &base);
+    let join = format!("127.0.0.1:{}", n1.port());
+    let mut joiner = base.to_vec();
+    joiner.extend(["--join", &join]);
+    let n2 = start_cloudd("node-2", &tmp.path().join("2"), &joiner);
+
+    let mut posts = Vec::new();
+    for (key, data, node) in [
+        ("servers/1", r#"{"region":"eu","players":1}"#, &n1),
+        ("servers/2", r#"{"region":"eu","players":2}"#, &n2),
+    ] {
+        let mut p = node.ctl(&["post", key, data, "--hold", "120s"]);
+        p.stdout_line("posted ...");
+        posts.push(p);
+    }
+    let query = ["get", "servers", "--where", r#"region = "eu""#, "--json"];
+    let keys_of = |out: &str| -> Vec<String> {
+        let mut keys: Vec<String> = json_rows(out)
+            .iter()
+            .map(|r| r["key"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        keys.sort();
+        keys
+    };
+    let both = vec!["servers/1".to_owned(), "servers/2".to_owned()];
+    wait_until("node-1's query to see both rows", DEADLINE, || {
+        let (status, out, err) = n1.ctl(&query).finish();
+        match (status.success(), keys_of(&out)) {
+            (true, keys) if keys == both => Ok(()),
+            (_, keys) => Err(format!("{keys:?} {err}")),
+        }
+    });
+
+    n2.proc.signal("-STOP");
+    let (status, out, err) = n1.ctl(&query).finish_within(DEADLINE);
+    n2.proc.signal("-CONT");
+    assert!(
+        status.success(),
+        "the query answers with what it has: {err}"
+    );
+    assert_eq!(
+        keys_of(&out),
+        ["servers/1"],
+        "node-2's row is missing: {err}"
+    );
+    assert!(
+        err.contains("did not answer in time") && err.contains("incomplete"),
+        "the silent node is named: {err}"
+    );
+
+    wait_until("the query to be complete again", DEADLINE, || {
+        let (status, out, err) = n1.ctl(&query).finish();
+        match (status.success(), keys_of(&out), err.contains("incomplete")) {
+            (true, keys, false) if keys == both => Ok(()),
+            (_, keys, _) => Err(format!("{keys:?} {err}")),
+        }
+    });
+    drop(posts);
+}
