@@ -187,6 +187,72 @@ fn demo_brings_up_a_mesh_with_players_and_leaves_nothing_behind() {
     );
 }
 
+/// The two runnable examples, as the README tells users to run them: against the demo's
+/// mesh, given a node's address and certificate fingerprint. Each checks itself (the browser
+/// compares its live list with a fresh query, the directory its slot accounting) and exits 1
+/// if something is off. `cargo test` builds the examples beside the binaries.
+#[test]
+fn the_examples_run_against_the_demo_mesh() {
+    let examples = Path::new(CLOUDCTL)
+        .parent()
+        .expect("cloudctl sits in a target directory")
+        .join("examples");
+    for example in ["server_browser", "instance_directory"] {
+        assert!(
+            examples.join(example).exists(),
+            "{} is missing: a plain `cargo test` builds the examples (a single `--test demo` \
+             does not: run `cargo build --examples` first)",
+            examples.join(example).display()
+        );
+    }
+    let mut proc = demo(&["--nodes", "3", "--players", "10", "--no-console"]);
+    let started = wait_up(&mut proc);
+    let status = admin_json(&started.nodes[0].2, &["status"]).expect("node-1's status");
+    let (addr, pin) = (
+        status["listen"]
+            .as_str()
+            .expect("status has listen")
+            .to_owned(),
+        status["fingerprint"]
+            .as_str()
+            .expect("status has the fingerprint")
+            .to_owned(),
+    );
+    for (example, args) in [
+        (
+            "server_browser",
+            &["--servers", "8", "--top", "5", "--duration", "3s"][..],
+        ),
+        (
+            "instance_directory",
+            &[
+                "--hosts",
+                "2",
+                "--instances",
+                "2",
+                "--players",
+                "6",
+                "--slots",
+                "2",
+            ][..],
+        ),
+    ] {
+        let mut cmd = command(
+            examples.join(example).to_str().expect("UTF-8 path"),
+            &["--server", &addr, "--pin", &pin],
+        );
+        cmd.args(args);
+        let (status, out, err) = Proc::spawn_cmd(cmd).finish_within(Duration::from_secs(90));
+        assert!(
+            status.success(),
+            "{example} against the demo mesh: {status}\n{out}\n{err}"
+        );
+    }
+    proc.signal("-TERM");
+    let (status, out, err) = proc.finish();
+    assert!(status.success(), "demo exits 0: {status}\n{out}\n{err}");
+}
+
 #[test]
 fn a_node_that_cannot_start_fails_the_demo_cleanly() {
     // An executable that exits at once, standing in for a cloudd that cannot start.
