@@ -218,6 +218,7 @@ fn the_examples_run_against_the_demo_mesh() {
             .expect("status has the fingerprint")
             .to_owned(),
     );
+    let mut runs = Vec::new();
     for (example, args) in [
         (
             "server_browser",
@@ -242,14 +243,21 @@ fn the_examples_run_against_the_demo_mesh() {
             &["--server", &addr, "--pin", &pin],
         );
         cmd.args(args);
-        let (status, out, err) = Proc::spawn_cmd(cmd).finish_within(Duration::from_secs(90));
+        runs.push((
+            example,
+            Proc::spawn_cmd(cmd).finish_within(Duration::from_secs(90)),
+        ));
+    }
+    // The demo stops its nodes on SIGTERM: stopped before any assertion, so a failing
+    // example leaves no node running.
+    proc.signal("-TERM");
+    let (status, out, err) = proc.finish();
+    for (example, (status, out, err)) in runs {
         assert!(
             status.success(),
             "{example} against the demo mesh: {status}\n{out}\n{err}"
         );
     }
-    proc.signal("-TERM");
-    let (status, out, err) = proc.finish();
     assert!(status.success(), "demo exits 0: {status}\n{out}\n{err}");
 }
 
