@@ -36,8 +36,18 @@ fn return_freed_memory() {
     if let Err(e) = b"arenas.dirty_decay_ms\0".name().write(DECAY_MS) {
         failed.push(format!("arenas.dirty_decay_ms: {e}"));
     }
+    if let Err(e) = b"arenas.muzzy_decay_ms\0".name().write(DECAY_MS) {
+        failed.push(format!("arenas.muzzy_decay_ms: {e}"));
+    }
+    // `narenas` counts arena slots, not arenas: one not created yet refuses settings (and
+    // takes the defaults above when it is created), so only created ones are tuned.
     let count = arenas::narenas::read().unwrap_or(0);
     for i in 0..count {
+        let created = format!("arena.{i}.initialized\0");
+        let initialized: Result<bool, _> = created.as_bytes().name().read();
+        if !initialized.unwrap_or(true) {
+            continue;
+        }
         for what in ["dirty", "muzzy"] {
             let key = format!("arena.{i}.{what}_decay_ms\0");
             if let Err(e) = key.as_bytes().name().write(DECAY_MS) {
